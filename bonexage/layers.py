@@ -45,7 +45,7 @@ class SexEncoder(nn.Module):
                                 nn.Linear(16, out_features), nn.ReLU(inplace=True))
     def forward(self, male): return self.fc(male.float().reshape(-1, 1))
 
-# %% ../nbs/04_layers.ipynb #76ad133b
+# %% ../nbs/04_layers.ipynb #f103039e
 class RegressionHead(nn.Sequential):
     "BN -> Dropout -> Linear -> Mish -> BN -> Dropout -> Linear -> Mish -> Linear, as in the original BoneXage."
     def __init__(self, in_features:int, hidden:int=512, bottleneck:int=64, dropout=(0.5, 0.4)):
@@ -55,6 +55,7 @@ class RegressionHead(nn.Sequential):
             nn.Linear(bottleneck, 1))
         for m in self.modules():
             if isinstance(m, nn.Linear): nn.init.kaiming_normal_(m.weight); nn.init.zeros_(m.bias)
+        nn.init.zeros_(self[-1].weight)  # first predictions: exactly the middle of the range
 
 # %% ../nbs/04_layers.ipynb #0ac14812
 def sigmoid_range(

@@ -7,6 +7,8 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 # nbdev_test workers: one notebook per core by default
 TEST_WORKERS ?= 2
+# one torch/OpenMP thread per notebook process: with 2 notebooks on 2 cores, more threads only wait for each other
+TEST_THREADS ?= 1
 
 .PHONY: install test demo lab sync-check import-check nbtest readme export clean
 
@@ -32,7 +34,7 @@ import-check: install
 	$(BIN)/python .ci/import_all.py
 
 nbtest: install
-	$(BIN)/nbdev_test --n_workers $(TEST_WORKERS) --timing
+	OMP_NUM_THREADS=$(TEST_THREADS) $(BIN)/nbdev_test --n_workers $(TEST_WORKERS) --timing
 
 ## demo: synthetic data set -> train a small ConvNeXt on CPU -> validation/test MAE against the mean baseline
 demo: install

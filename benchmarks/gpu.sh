@@ -11,7 +11,8 @@
 # (bonexage.synthetic, 3,000 images at 512 px, all cores) and builds its cache on the spot, in a scratch folder that is
 # deleted at the end. Real radiographs are added when BONEXAGE_SHARED_DATA points at a folder holding
 # rsna-samples/raw/*.png (or shared/data/rsna-samples/raw sits above the checkout).
-# Environment: PYTHON (default python3), N_TRAIN (3000), PIPELINES (original,fast; add fast_compile for torch.compile).
+# Environment: PYTHON (default python3), N_TRAIN (3000), PIPELINES (original,fast; add fast_compile for torch.compile),
+# COMPILE (1: also time AMP + channels_last + torch.compile, last; 0: skip it).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:?usage: benchmarks/gpu.sh RESULTS_DIR [--quick]}
@@ -45,13 +46,15 @@ if [ $QUICK = 1 ]; then
   run pipeline_synthetic benchmarks/train_step.py --quick --what pipeline --data "$DATA" --threads 1
   run predict benchmarks/predict.py --quick --images "$DATA/boneage-training-dataset" --threads 1
 else
-  run make_data benchmarks/make_data.py "$DATA" --n-train "${N_TRAIN:-3000}" --size 512 --workers 0
-  run loader_synthetic benchmarks/loader.py --images "$DATA/boneage-training-dataset" --size 512 --items 512 --workers 0,4,16
-  [ -n "$REAL" ] && run loader_rsna benchmarks/loader.py --images "$REAL" --size 512 --items 280 --workers 0,4,16
-  run train_step benchmarks/train_step.py --what steps --batch-sizes 32,64 --compile-batch-sizes 64
-  run pipeline_synthetic benchmarks/train_step.py --what pipeline --data "$DATA" --items 2048 --pipelines "${PIPELINES:-original,fast}"
+  # most important first, so that a run cut short still answers the targets; torch.compile (a minute per shape) last
+  run train_step benchmarks/train_step.py --what steps --batch-sizes 32,64 --variants fp32,amp,amp_cl
   [ -n "$REAL" ] && run pipeline_rsna benchmarks/train_step.py --what pipeline --images "$REAL" --items 1024 --pipelines "${PIPELINES:-original,fast}"
+  run make_data benchmarks/make_data.py "$DATA" --n-train "${N_TRAIN:-3000}" --size 512 --workers 0
+  run pipeline_synthetic benchmarks/train_step.py --what pipeline --data "$DATA" --items 1024 --pipelines "${PIPELINES:-original,fast}"
   run predict benchmarks/predict.py --images "$DATA/boneage-training-dataset" --items 512
+  [ -n "$REAL" ] && run loader_rsna benchmarks/loader.py --images "$REAL" --size 512 --items 280 --workers 0,4,16
+  run loader_synthetic benchmarks/loader.py --images "$DATA/boneage-training-dataset" --size 512 --items 512 --workers 0,4,16
+  [ "${COMPILE:-1}" = 1 ] && run train_step_compile benchmarks/train_step.py --what steps --batch-sizes 64 --variants amp_cl_compile
 fi
 say "all done in $((SECONDS - START)) s; results in $OUT:"
 ls -l "$OUT" | tee -a "$LOG" >&2

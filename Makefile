@@ -36,7 +36,7 @@ import-check: install
 nbtest: install
 	OMP_NUM_THREADS=$(TEST_THREADS) $(BIN)/nbdev_test --n_workers $(TEST_WORKERS) --timing
 
-## demo: synthetic data set -> train a small ConvNeXt on CPU -> validation/test MAE against the mean baseline
+## demo: synthetic data set -> train a ResNet-18 with the BoneXage head on the CPU -> test MAE against the mean baseline, report, predictions
 demo: install
 	$(BIN)/bonexage-demo
 

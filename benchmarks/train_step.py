@@ -92,7 +92,7 @@ def parse_args(argv=None):
 
 
 # ---------------------------------------------------------------------------------------------------------- steps
-def count_flops(model, image, male, age)->int:
+def count_flops(model, image, male)->int:
     """FLOPs of one training step of `model` on this batch: 3 x the forward FLOPs counted by torch's FLOP counter.
 
     The usual convention (backward = 2 x forward: gradients for the inputs and for the weights). We do not count the
@@ -122,7 +122,7 @@ def measure_steps(spec:dict)->dict:
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
     image = torch.randint(0, 256, (b, 1, s, s), dtype=torch.uint8, device=device)
     male, age = (torch.rand(b, device=device) < 0.5).float(), torch.rand(b, device=device) * 200
-    flops = count_flops(model, image, male, age)
+    flops = count_flops(model, image, male)
     cfg = TrainConfig(progress=False, augment="none", epochs=1, backbone=spec["backbone"], image_size=s, batch_size=b)
     run = torch.compile(model) if compiled else model
     epoch = lambda n: train_one_epoch(run, [(image, male, age, None)] * n, optimizer, scheduler, scaler, make_loss("l1"),

@@ -40,9 +40,12 @@ setuptools.setup(
     ] + ["Programming Language :: Python :: " + v for v in py_versions[py_versions.index(min_python):]],
     packages=setuptools.find_packages(include=[cfg["lib_name"], cfg["lib_name"] + ".*"]),
     include_package_data=True,
+    package_data={cfg["lib_name"]: ["refdata/*.csv", "refdata/*.md"]},
     python_requires=">=" + min_python,
     install_requires=requirements,
-    extras_require={"dev": dev_requirements, "lab": ["jupyterlab>=4"]},
+    extras_require={"dev": dev_requirements,
+                    **{k.removesuffix("_requirements"): shlex.split(v) for k, v in cfg.items()
+                       if k.endswith("_requirements") and k not in ("requirements", "dev_requirements")}},
     entry_points={"console_scripts": console_scripts, "nbdev": [f"{cfg['lib_path']}={cfg['lib_path']}._modidx:d"]},
     zip_safe=False,
 )

@@ -18,7 +18,7 @@ download, no GPU to train it): its head's last layer gets random weights so that
 and the differences between precisions are not trivially zero. Differences measured on it are indicative only.
 """
 from __future__ import annotations
-import argparse, multiprocessing as mp, os, sys, tempfile, time
+import argparse, multiprocessing as mp, sys, tempfile, time
 from pathlib import Path
 
 import _common

@@ -17,7 +17,7 @@ Side by side in one run, on one untrained checkpoint (throughput does not depend
     python benchmarks/predict.py --quick
 """
 from __future__ import annotations
-import argparse, json, os, resource, subprocess, sys, tempfile, time
+import argparse, json, os, subprocess, sys, tempfile, time
 from pathlib import Path
 
 import _common

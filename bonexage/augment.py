@@ -4,7 +4,6 @@
 
 # %% ../nbs/02b_augment.ipynb #36729c95
 from __future__ import annotations
-import math
 from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
@@ -24,7 +23,9 @@ class AugmentParams:
     brightness: torch.Tensor  # intensity factor; 1 leaves the image alone
     contrast: torch.Tensor    # contrast factor; 1 leaves the image alone
 
-    def __len__(self): return len(self.flip)
+    def __len__(self):
+        "Number of images the parameters are for."
+        return len(self.flip)
 
     @classmethod
     def constant(cls, n:int, flip=False, angle=0.0, translate=(0, 0), scale=1.0, brightness=1.0, contrast=1.0):

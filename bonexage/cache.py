@@ -4,7 +4,7 @@
 
 # %% ../nbs/02a_cache.ipynb #33bb13a0
 from __future__ import annotations
-import contextlib, hashlib, json, os, warnings, zlib
+import contextlib, hashlib, json, os, secrets, zlib
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,26 +14,30 @@ import pandas as pd
 import PIL
 from tqdm.auto import tqdm
 
-from .io import RadiographError, load_prepared
+from .core import atomic_write, available_cores, clean_stale_temps, get_logger
+from .io import RadiographError, check_resize_mode, load_prepared
 try: import fcntl  # POSIX file locks; elsewhere, two simultaneous builds of one cache are not guarded against
 except ImportError: fcntl = None
+
+_log = get_logger("bonexage.cache")  # by name, so that this notebook logs where the module does
 
 # %% auto #0
 __all__ = ['PREPROCESS_VERSION', 'CACHE_FORMAT', 'cache_params', 'file_key', 'cache_paths', 'CacheBuild', 'build_cache',
            'cached_images']
 
-# %% ../nbs/02a_cache.ipynb #5f518f5f
+# %% ../nbs/02a_cache.ipynb #5f8e048a
 PREPROCESS_VERSION = 1  # bump whenever bonexage.io.load_prepared's output changes: every older cache is then rebuilt
-CACHE_FORMAT = "bonexage-image-cache/1"
+CACHE_FORMAT = "bonexage-image-cache/2"
 
 def cache_params(
-    size:int,       # side of the square images
-    fit:str="pad",  # "pad" or "stretch", as in load_prepared
-)->dict:            # everything besides the file that decides a cached image
+    size:int,              # side of the square images
+    resize_mode:str="pad", # "pad" or "stretch", as in load_prepared
+)->dict:                   # everything besides the file that decides a cached image
     "The preprocessing parameters a cache is built with; a cache built with others is never reused."
-    if fit not in ("pad", "stretch"): raise ValueError(f"fit must be 'pad' or 'stretch', not {fit!r}")
+    check_resize_mode(resize_mode)
     if not isinstance(size, (int, np.integer)) or size < 1: raise ValueError(f"size must be a positive integer, not {size!r}")
-    return dict(format=CACHE_FORMAT, preprocess_version=PREPROCESS_VERSION, size=int(size), fit=fit, pillow=PIL.__version__)
+    return dict(format=CACHE_FORMAT, preprocess_version=PREPROCESS_VERSION, size=int(size), resize_mode=resize_mode,
+                pillow=PIL.__version__)
 
 # %% ../nbs/02a_cache.ipynb #90e2fa3e
 def file_key(
@@ -45,20 +49,20 @@ def file_key(
 
 # %% ../nbs/02a_cache.ipynb #23ac8a54
 def cache_paths(
-    table:pd.DataFrame,  # with a `path` column
-    cache_dir,           # folder of caches
-    size:int,            # side of the square images
-    fit:str="pad",       # "pad" or "stretch"
-    name:str=None,       # data set name; default: the images' folder name plus a hash of its absolute path
-)->tuple:                # (images .npy, index .json)
-    "The two files of the cache of `table`'s images at this size and fit."
+    table:pd.DataFrame,    # with a `path` column
+    cache_dir,             # folder of caches
+    size:int,              # side of the square images
+    resize_mode:str="pad", # "pad" or "stretch"
+    name:str|None=None,    # data set name; default: the images' folder name plus a hash of its absolute path
+)->tuple:                  # (images .npy, index .json)
+    "The two files of the cache of `table`'s images at this size and resize mode."
     if name is None:
         folder = os.path.commonpath([os.path.dirname(os.path.abspath(p)) for p in table.path])
         name = f"{Path(folder).name or 'root'}-{hashlib.sha1(folder.encode()).hexdigest()[:8]}"
-    stem = str(Path(cache_dir)/f"{name}-{size}px-{fit}")
+    stem = str(Path(cache_dir)/f"{name}-{size}px-{check_resize_mode(resize_mode)}")
     return Path(stem + ".npy"), Path(stem + ".json")
 
-# %% ../nbs/02a_cache.ipynb #8d9c98d4
+# %% ../nbs/02a_cache.ipynb #376a37f8
 def _labels(table:pd.DataFrame)->np.ndarray:
     "The table's index labels, checked to be usable as cache rows."
     if "path" not in table.columns: raise ValueError("the table needs a `path` column to be cached")
@@ -69,10 +73,11 @@ def _labels(table:pd.DataFrame)->np.ndarray:
                          "(read it with load_split, and keep the labels when taking parts of it)")
     return labels
 
-# %% ../nbs/02a_cache.ipynb #376a37f8
+# %% ../nbs/02a_cache.ipynb #3640b88b
 class _Corrupt(Exception): "An existing cache that must not be used; the message says why."
 
 def _is_entry(e)->bool:
+    "Whether `e` is an index entry: None, or [path, mtime_ns, bytes, crc32]."
     return e is None or (isinstance(e, list) and len(e) == 4 and isinstance(e[0], str)
                          and all(isinstance(v, int) and not isinstance(v, bool) for v in e[1:]))
 
@@ -87,7 +92,7 @@ def _read_index(index:Path, params:dict)->list:
         raise _Corrupt("malformed index")
     return entries
 
-# %% ../nbs/02a_cache.ipynb #3640b88b
+# %% ../nbs/02a_cache.ipynb #23ba4716
 def _open_cache(npy:Path, index:Path, params:dict, spot_checks:int=16)->tuple:
     "(images read-only memmap, entries) of an existing intact cache; _Corrupt says why not."
     entries = _read_index(index, params)
@@ -102,23 +107,20 @@ def _open_cache(npy:Path, index:Path, params:dict, spot_checks:int=16)->tuple:
         if zlib.crc32(images[r].tobytes()) != entries[r][3]: raise _Corrupt(f"row {r} does not match its checksum")
     return images, entries
 
-# %% ../nbs/02a_cache.ipynb #23ba4716
-def _write_index(index:Path, params:dict, entries:list):
-    "Write the cache index atomically (temporary file + rename)."
-    tmp = index.with_name(index.name + f".tmp{os.getpid()}")
-    with open(tmp, "w") as f:
-        json.dump(dict(params=params, shape=[len(entries), params["size"], params["size"]], entries=entries), f)
-        f.flush(); os.fsync(f.fileno())
-    os.replace(tmp, index)
-
 # %% ../nbs/02a_cache.ipynb #6b1035b1
-def _decode_into(npy:str, size:int, fit:str, jobs:list)->list:
+def _write_index(index:Path, params:dict, entries:list):
+    "Write the cache index atomically (temporary file, fsync, rename)."
+    with atomic_write(index, "w") as f:
+        json.dump(dict(params=params, shape=[len(entries), params["size"], params["size"]], entries=entries), f)
+
+# %% ../nbs/02a_cache.ipynb #ef156e18
+def _decode_into(npy:str, size:int, resize_mode:str, jobs:list)->list:
     "Decode (row, path) jobs into rows of the .npy file; return (row, entry, None) or (row, None, error) for each."
     images, done = np.load(npy, mmap_mode="r+"), []
     for row, path in jobs:
         try:
             key = file_key(path)
-            images[row] = pixels = load_prepared(path, size, fit)
+            images[row] = pixels = load_prepared(path, size, resize_mode)
             done.append((row, key + [zlib.crc32(pixels.tobytes())], None))
         except RadiographError as e: done.append((row, None, str(e)))
         except FileNotFoundError: done.append((row, None, f"{path}: file not found"))
@@ -127,30 +129,30 @@ def _decode_into(npy:str, size:int, fit:str, jobs:list)->list:
     images.flush()
     return done
 
-# %% ../nbs/02a_cache.ipynb #ef156e18
-def _decode_all(npy:Path, size:int, fit:str, jobs:list, workers:int, progress:bool, desc:str)->list:
+# %% ../nbs/02a_cache.ipynb #9bba3491
+def _decode_all(npy:Path, size:int, resize_mode:str, jobs:list, workers:int, progress:bool, desc:str)->list:
     "Decode every job into `npy`, in `workers` processes when that pays; results in completion order."
     step = max(1, min(16, len(jobs) // (4 * max(workers, 1))))
     chunks, results = [jobs[i:i + step] for i in range(0, len(jobs), step)], []
     with tqdm(total=len(jobs), desc=desc, unit="img", disable=not progress, dynamic_ncols=True) as bar:
         if workers <= 1 or len(jobs) < 8:
-            for c in chunks: results += _decode_into(str(npy), size, fit, c); bar.update(len(c))
+            for c in chunks: results += _decode_into(str(npy), size, resize_mode, c); bar.update(len(c))
         else:
             from bonexage import cache
             with ProcessPoolExecutor(min(workers, len(chunks))) as pool:
-                for f in as_completed([pool.submit(cache._decode_into, str(npy), size, fit, c) for c in chunks]):
+                for f in as_completed([pool.submit(cache._decode_into, str(npy), size, resize_mode, c) for c in chunks]):
                     results += (r := f.result()); bar.update(len(r))
     return results
 
-# %% ../nbs/02a_cache.ipynb #9bba3491
+# %% ../nbs/02a_cache.ipynb #f8908220
 def _failure_error(failures:list, total:int)->RadiographError:
     "One RadiographError listing the first ten failed images and the count."
     lines = [msg for _, msg in sorted(failures)]
-    more = f"; the first 10 are listed" if len(lines) > 10 else ""
+    more = "; the first 10 are listed" if len(lines) > 10 else ""
     return RadiographError("\n".join(lines[:10]) + f"\n({len(lines)} of {total} images could not be read{more}; "
                            "none of them was cached)")
 
-# %% ../nbs/02a_cache.ipynb #34f49efc
+# %% ../nbs/02a_cache.ipynb #2f485eb1
 def _update(npy:Path, index:Path, params:dict, old, entries:list, n:int, todo:list, workers:int, progress:bool)->list:
     "Decode `todo` (row, path) jobs into the cache, which ends with n rows; return the failures."
     entries = entries + [None] * (n - len(entries))
@@ -159,11 +161,11 @@ def _update(npy:Path, index:Path, params:dict, old, entries:list, n:int, todo:li
     if in_place: _write_index(index, params, entries)  # first: these rows are no longer valid
     else:
         index.unlink(missing_ok=True)
-        target = npy.with_name(npy.name + f".tmp{os.getpid()}")
+        target = npy.with_name(f".{npy.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")  # core.clean_stale_temps' form
         new = np.lib.format.open_memmap(target, mode="w+", dtype=np.uint8, shape=(n, params["size"], params["size"]))
         if old is not None: new[:len(old)] = old
         new.flush(); del new
-    try: results = _decode_all(target, params["size"], params["fit"], todo, workers, progress, f"caching {npy.name}")
+    try: results = _decode_all(target, params["size"], params["resize_mode"], todo, workers, progress, f"caching {npy.name}")
     except BaseException:
         if not in_place: target.unlink(missing_ok=True)
         raise
@@ -172,7 +174,7 @@ def _update(npy:Path, index:Path, params:dict, old, entries:list, n:int, todo:li
     _write_index(index, params, entries)
     return [(row, error) for row, _, error in results if error]
 
-# %% ../nbs/02a_cache.ipynb #572f4bc2
+# %% ../nbs/02a_cache.ipynb #6fcafcb7
 @contextlib.contextmanager
 def _locked(npy:Path):
     "Hold an exclusive lock on a cache while it is checked and updated (POSIX; a no-op elsewhere)."
@@ -181,7 +183,7 @@ def _locked(npy:Path):
         fcntl.flock(f, fcntl.LOCK_EX)
         yield
 
-# %% ../nbs/02a_cache.ipynb #81b39049
+# %% ../nbs/02a_cache.ipynb #fb7e10e6
 @dataclass
 class CacheBuild:
     "What `build_cache` did."
@@ -191,30 +193,35 @@ class CacheBuild:
     reused: int         # table rows served from the existing cache
 
 def _stat_key(path):
+    "file_key, or None when the file cannot be stat-ed."
     try: return file_key(path)
     except OSError: return None
 
-# %% ../nbs/02a_cache.ipynb #fb7e10e6
+def _existing(npy:Path, index:Path, params:dict)->tuple:
+    "(images, entries) of a usable existing cache, else (None, []), with a warning when one was there."
+    if not (index.exists() or npy.exists()): return None, []
+    try: return _open_cache(npy, index, params)
+    except _Corrupt as e: _log.warning(f"{npy}: {e}; rebuilding the cache")
+    return None, []
+
+# %% ../nbs/02a_cache.ipynb #c2548f28
 def build_cache(
     table:pd.DataFrame,    # `path` column; unique integer index labels >= 0 name the rows (see `_labels`)
     cache_dir,             # folder of caches, created if needed
     size:int,              # side of the square images, as given to BoneAgeDataset
-    fit:str="pad",         # "pad" or "stretch", as given to load_prepared
-    workers:int=None,      # decoding processes; None: one per CPU core; 0 or 1: in this process
+    resize_mode:str="pad", # "pad" or "stretch", as given to load_prepared
+    workers:int|None=None, # decoding processes; None: one per available core; 0 or 1: in this process
     progress:bool=True,    # show a tqdm progress bar while decoding
-    name:str=None,         # data set name; default: derived from the images' folder (see cache_paths)
+    name:str|None=None,    # data set name; default: derived from the images' folder (see cache_paths)
     rebuild:bool=False,    # decode every row of the table again, even unchanged ones
 )->CacheBuild:
     "Bring the cache of `table`'s images up to date, decoding only new or changed files, in parallel."
-    labels, params = _labels(table), cache_params(size, fit)
-    npy, index = cache_paths(table, cache_dir, size, fit, name)
-    npy.parent.mkdir(parents=True, exist_ok=True)
-    workers = (os.cpu_count() or 1) if workers is None else workers
+    labels, params = _labels(table), cache_params(size, resize_mode)
+    npy, index = cache_paths(table, cache_dir, size, resize_mode, name)
+    npy.parent.mkdir(parents=True, exist_ok=True); clean_stale_temps(npy.parent)
+    workers = available_cores() if workers is None else workers
     with _locked(npy):
-        old, entries = None, []
-        if index.exists() or npy.exists():
-            try: old, entries = _open_cache(npy, index, params)
-            except _Corrupt as e: warnings.warn(f"{npy}: {e}; rebuilding the cache", stacklevel=2)
+        old, entries = _existing(npy, index, params)
         todo = [(int(r), p) for r, p in zip(labels, table.path) if rebuild or r >= len(entries) or entries[r] is None
                 or entries[r][:3] != _stat_key(p)]
         n = max(len(entries), int(labels.max()) + 1)
@@ -227,9 +234,9 @@ def cached_images(
     table:pd.DataFrame,    # `path` column; integer index labels name the rows
     cache_dir,             # folder of caches, created if needed
     size:int,              # side of the square images
-    fit:str="pad",         # "pad" or "stretch"
-    workers:int=None,      # decoding processes; None: one per CPU core
+    resize_mode:str="pad", # "pad" or "stretch"
+    workers:int|None=None, # decoding processes; None: one per available core
     progress:bool=True,    # show a progress bar while decoding
-)->np.ndarray:             # read-only uint8 memmap (N, S, S) for BoneAgeDataset(table, size, fit, images=...)
+)->np.ndarray:             # read-only uint8 memmap (N, S, S) for BoneAgeDataset(table, size, resize_mode, images=...)
     "The up-to-date cache of `table`'s images, built or updated as needed."
-    return build_cache(table, cache_dir, size, fit, workers, progress).images
+    return build_cache(table, cache_dir, size, resize_mode, workers, progress).images

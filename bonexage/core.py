@@ -15,9 +15,9 @@ __all__ = ['AMP_CHOICES', 'EXIT_OK', 'EXIT_FAILED', 'EXIT_USAGE', 'MIN_IMAGE_SIZ
            'UsageError', 'resolve_device', 'cpu_has_bf16', 'amp_dtype', 'use_channels_last', 'autocast',
            'available_cores', 'default_threads', 'set_threads', 'OutputError', 'describe_os_error', 'atomic_write',
            'write_text_atomic', 'write_bytes_atomic', 'clean_stale_temps', 'check_output_dir', 'check_output_file',
-           'ArgumentParser', 'bounded_int', 'positive_float', 'add_compute_options', 'add_workers_option',
-           'add_progress_option', 'option', 'add_dataclass_options', 'run_command', 'get_logger', 'setup_cli_logging',
-           'cpu_model', 'machine_info', 'describe_machine']
+           'HelpFormatter', 'ArgumentParser', 'bounded_int', 'positive_float', 'add_compute_options',
+           'add_workers_option', 'add_progress_option', 'option', 'add_dataclass_options', 'run_command', 'get_logger',
+           'setup_cli_logging', 'cpu_model', 'machine_info', 'describe_machine']
 
 # %% ../nbs/00_core.ipynb #268bc3e9
 class UsageError(ValueError):
@@ -210,10 +210,17 @@ def check_output_file(
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 MIN_IMAGE_SIZE, MAX_IMAGE_SIZE = 32, 2048  # px; 2048 px already needs about 20 GB of activations for ConvNeXt-Tiny
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    "Shows an option's default unless it is None or False, or its help already says it."
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if action.default in (None, False) or "default" in text.lower(): return text
+        return super()._get_help_string(action)
+
 class ArgumentParser(argparse.ArgumentParser):
     "argparse with BoneXage's defaults: shown defaults, `--version`, usage errors as one line and exit status 2."
     def __init__(self, *args, **kwargs):
-        kwargs.setdefault("formatter_class", argparse.ArgumentDefaultsHelpFormatter)
+        kwargs.setdefault("formatter_class", HelpFormatter)
         super().__init__(*args, **kwargs)
         from bonexage import __version__
         self.add_argument("--version", action="version", version=f"%(prog)s {__version__}")

@@ -4,7 +4,7 @@
 
 # %% ../nbs/01_io.ipynb #01006513
 from __future__ import annotations
-import re
+import os, re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,13 +14,18 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from pydicom.pixels import apply_modality_lut, apply_voi, apply_windowing, get_decoder, pixel_array
 from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
+from .core import get_logger
+
+_log = get_logger("bonexage.io")  # by name, so that this notebook logs where the module does
+
 # %% auto #0
-__all__ = ['IMAGE_SUFFIXES', 'MIN_SIDE', 'MAX_PIXELS', 'RadiographError', 'Radiograph', 'load_radiograph', 'read_radiograph',
-           'prepare', 'to_uint8', 'load_prepared']
+__all__ = ['IMAGE_SUFFIXES', 'MIN_SIDE', 'MAX_PIXELS', 'RESIZE_MODES', 'RadiographError', 'Radiograph', 'is_dicom',
+           'load_radiograph', 'read_radiograph', 'check_resize_mode', 'prepare', 'to_uint8', 'load_prepared',
+           'find_rsna_samples']
 
 # %% ../nbs/01_io.ipynb #cd397884
 class RadiographError(ValueError):
-    "A file that cannot be read as a radiograph; the message is always f'{path}: {problem}'."
+    "A file that cannot be read as a radiograph; the message is always f'{path}: {problem}', on one line."
 
 # %% ../nbs/01_io.ipynb #018070e7
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".dcm", ".dicom")
@@ -51,8 +56,12 @@ class Radiograph:
     male: bool|None     # from DICOM PatientSex: True = 'M', False = 'F', None = not recorded
     path: str           # the file it was read from
     format: str         # "PNG", "JPEG", "TIFF", "BMP" or "DICOM"
+    chronological_age_months: float|None = None  # DICOM: birth and study dates, else PatientAge; None = unknown
+    age_warning: str|None = None  # why an age recorded in the file was not used
+    warning: str|None = None      # what to know about the pixels, e.g. transparency composited over black
 
     def __repr__(self):
+        "Format, size, sex and file; never the pixels."
         h, w = self.pixels.shape
         return f"Radiograph({self.format} {w}x{h}, male={self.male}, path={self.path!r})"
 
@@ -80,17 +89,29 @@ def _wide_to_unit(a:np.ndarray)->np.ndarray:
     return ((a - lo) / (hi - lo if hi > lo else 1)).astype(np.float32)
 
 # %% ../nbs/01_io.ipynb #19a394e9
-def _pil_to_float(im:Image.Image)->np.ndarray:
-    "A decoded Pillow image as float32 (H, W) in [0, 1]: grey level or luminance, composited over black."
+def _pil_to_float(im:Image.Image)->tuple:
+    "A decoded Pillow image as (grey float32 (H, W) in [0, 1] composited over black, alpha in [0, 1] or None)."
     if im.mode in ("P", "PA"):  # look the indices up in the palette, keeping any transparency as alpha
         im = im.convert("RGBA" if im.mode == "PA" or "transparency" in im.info else "RGB")
-    if im.mode == "L": return np.asarray(im, np.float32) / 255
-    if im.mode.startswith("I;16"): return np.asarray(im).astype(np.float32) / 65535
-    if im.mode in ("1", "I", "F"): return _wide_to_unit(np.asarray(im, np.float32 if im.mode == "1" else None))
+    if im.mode == "L": return np.asarray(im, np.float32) / 255, None
+    if im.mode.startswith("I;16"): return np.asarray(im).astype(np.float32) / 65535, None
+    if im.mode in ("1", "I", "F"): return _wide_to_unit(np.asarray(im, np.float32 if im.mode == "1" else None)), None
     if im.mode not in ("LA", "RGB", "RGBA"): im = im.convert("RGBA" if "A" in im.getbands() else "RGB")
     a = np.asarray(im, np.float32) / 255
     grey = a[..., 0] if im.mode == "LA" else _luminance(a)
-    return grey * a[..., -1] if im.mode in ("LA", "RGBA") else grey
+    return (grey * a[..., -1], a[..., -1]) if im.mode in ("LA", "RGBA") else (grey, None)
+
+# %% ../nbs/01_io.ipynb #7a8e2d14
+MAX_SEMI_TRANSPARENT = 0.5  # share of semi-transparent pixels above which the grey levels cannot be trusted
+
+def _alpha_warning(path, alpha:np.ndarray|None)->str|None:
+    "The warning for an image with transparency, None when it is opaque; RadiographError when mostly semi-transparent."
+    if alpha is None or alpha.min() == 1: return None
+    clear, partial = float((alpha == 0).mean()), float(((alpha > 0) & (alpha < 1)).mean())
+    if partial > MAX_SEMI_TRANSPARENT:
+        raise RadiographError(f"{path}: {partial:.0%} of the pixels are semi-transparent, so their grey levels are "
+                              "not the radiograph's; save the image without an alpha channel")
+    return f"alpha channel: {clear:.1%} of the pixels transparent, {partial:.1%} semi-transparent; composited over black"
 
 # %% ../nbs/01_io.ipynb #7e989360
 _TEXT_BYTES = frozenset(b"\t\n\r" + bytes(range(32, 127)))
@@ -99,6 +120,10 @@ def _unrecognised(head:bytes)->str:
     "Why no decoder took the file: plain text, or an unknown format."
     if set(head) <= _TEXT_BYTES: return "not an image: the file is plain text"
     return "not an image, or not a supported format (PNG, JPEG, TIFF, BMP or DICOM)"
+
+def _one_line(error:BaseException)->str:
+    "An exception as 'Type: message' on one line (decoders' messages often span several)."
+    return " ".join(f"{type(error).__name__}: {error}".split())
 
 # %% ../nbs/01_io.ipynb #eeac326b
 def _open_pil(path:Path, head:bytes)->Image.Image:
@@ -113,13 +138,41 @@ def _open_pil(path:Path, head:bytes)->Image.Image:
     except Image.DecompressionBombError as e: raise RadiographError(f"{path}: image too large ({e})") from e
     except UnidentifiedImageError as e: raise RadiographError(f"{path}: {_unrecognised(head)}") from e
     except Exception as e:
-        raise RadiographError(f"{path}: truncated or corrupt image data ({type(e).__name__}: {e})") from e
+        raise RadiographError(f"{path}: truncated or corrupt image data ({_one_line(e)})") from e
     return im
 
+# %% ../nbs/01_io.ipynb #2f7c9b30
+MIN_SPREAD, MAX_ONE_VALUE = 1 / 255, 0.995  # standard deviation in [0, 1] units; share of the commonest grey level
+
+def _blank(a:np.ndarray, max_one_value:float=MAX_ONE_VALUE, min_spread:float=MIN_SPREAD)->str|None:
+    "Why pixels (uint8, or float in [0, 1]) hold no usable content, or None when they do."
+    top = 255 if a.dtype == np.uint8 else 1
+    if a.min() == a.max(): return f"every pixel has the same value ({float(a.flat[0]) / top:.3g})"
+    levels = a if a.dtype == np.uint8 else np.rint(np.clip(a, 0, 1) * 255).astype(np.uint8)
+    counts = np.bincount(levels.ravel(), minlength=256) / levels.size
+    if counts.max() >= max_one_value:
+        return f"{counts.max():.1%} of the pixels have the same value ({counts.argmax() / 255:.3g})"
+    grey = np.arange(256) / 255
+    spread = float(np.sqrt(max(counts @ grey ** 2 - (counts @ grey) ** 2, 0)))
+    return f"nearly uniform (grey-level spread {spread * 255:.2f} of 255)" if spread < min_spread else None
+
+def _no_content(a:np.ndarray)->str|None:
+    "`_blank`, looking at the whole image only when every 4th row and column looks nearly blank."
+    return _blank(a) if _blank(a[::4, ::4], 0.95, 4 / 255) else None
+
 # %% ../nbs/01_io.ipynb #2c740c64
-def _is_dicom(path:Path, head:bytes)->bool:
-    "DICOM by its 'DICM' marker at byte 128 (any name, e.g. IM000001 from a CD) or by its extension."
-    return head[128:132] == b"DICM" or path.suffix.lower() in _DICOM_SUFFIXES
+def is_dicom(
+    path,                  # a file
+    head:bytes|None=None,  # its first 132 bytes when already read; None reads them
+)->bool:                   # True for DICOM, by extension or by content
+    "Whether `path` is DICOM: the 'DICM' marker at byte 128 (any name, e.g. IM000001) or a .dcm/.dicom name."
+    path = Path(path)
+    if path.suffix.lower() in _DICOM_SUFFIXES: return True
+    if head is None:
+        try:
+            with open(path, "rb") as f: head = f.read(132)
+        except OSError: return False
+    return head[128:132] == b"DICM"
 
 # %% ../nbs/01_io.ipynb #cdeb0146
 def _voi_lut(ds)->tuple|None:
@@ -144,7 +197,7 @@ def _dicom_grey(path, ds, stored:np.ndarray)->np.ndarray:
     elif "WindowCenter" in ds and "WindowWidth" in ds:
         out = apply_windowing(values, ds); lo, hi = apply_windowing(np.array([-np.inf, np.inf]), ds)
     else: out, lo, hi = values, float(values.min()), float(values.max())
-    if hi == lo: raise RadiographError(f"{path}: DICOM pixel data is constant after the VOI LUT (no image)")
+    if hi == lo: raise RadiographError(f"{path}: no usable content: every pixel has the same value ({lo:g}, stored)")
     grey = _to_unit(out, lo, hi)
     return 1 - grey if ds.get("PhotometricInterpretation") == "MONOCHROME1" else grey
 
@@ -169,16 +222,26 @@ def _first_frame(path, ds)->np.ndarray:
     if syntax.is_compressed and not (decoder := get_decoder(syntax)).is_available:
         raise RadiographError(f"{path}: pixel data is compressed as {syntax.name} and no installed package "
                               f"decodes it; install one: {_pip_advice(decoder)}")
-    return pixel_array(ds, index=0)
+    try: return pixel_array(ds, index=0)
+    except Exception as e:
+        if not syntax.is_compressed: raise
+        raise RadiographError(f"{path}: corrupt {syntax.name} pixel data ({_one_line(e)})") from e
 
 # %% ../nbs/01_io.ipynb #772b3e02
 def _male(ds)->bool|None:
     "DICOM PatientSex as the `male` flag: 'M' -> True, 'F' -> False, anything else -> None."
     return {"M": True, "F": False}.get(str(ds.get("PatientSex") or "").strip().upper())
 
+# %% ../nbs/01_io.ipynb #8f2d4e71
+def _dicom_age(ds)->tuple:
+    "Chronological age at the study as (months or None, warning or None), never an error."
+    from bonexage.reference import chronological_age_from_dicom  # lazily: bonexage.reference imports bonexage.data
+    try: return chronological_age_from_dicom(ds)
+    except Exception as e: return None, f"unreadable age in the DICOM header ({_one_line(e)})"
+
 # %% ../nbs/01_io.ipynb #c0e1c731
 def _read_dicom(path:Path, head:bytes)->tuple:
-    "Pixels in [0, 1] and the patient's sex, as (pixels, male), from a DICOM file."
+    "Pixels in [0, 1] and what the file says about the patient, as (pixels, dict of Radiograph fields)."
     has_marker = head[128:132] == b"DICM"
     ds = pydicom.dcmread(path, force=not has_marker)
     if not any(k in ds for k in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")):
@@ -186,9 +249,11 @@ def _read_dicom(path:Path, head:bytes)->tuple:
                   "not a DICOM file (no DICM marker and no DICOM image elements)"
         raise RadiographError(f"{path}: {problem}")
     stored = _first_frame(path, ds)
+    months, age_warning = _dicom_age(ds)
+    about = dict(male=_male(ds), chronological_age_months=months, age_warning=age_warning)
     if stored.ndim == 3:  # colour: RGB (pydicom converts YBR), no VOI for colour
-        return _luminance(stored.astype(np.float32)) / (2 ** int(ds.BitsStored) - 1), _male(ds)
-    return _dicom_grey(path, ds, stored), _male(ds)
+        return _luminance(stored.astype(np.float32)) / (2 ** int(ds.BitsStored) - 1), about
+    return _dicom_grey(path, ds, stored), about
 
 # %% ../nbs/01_io.ipynb #a963bac0
 def _load(path, keep_uint8:bool=False)->Radiograph:
@@ -196,23 +261,26 @@ def _load(path, keep_uint8:bool=False)->Radiograph:
     path = Path(path)
     head = _read_head(path)
     try:
-        if _is_dicom(path, head): (pixels, male), fmt = _read_dicom(path, head), "DICOM"
+        if is_dicom(path, head): (pixels, about), fmt = _read_dicom(path, head), "DICOM"
         else:
-            im = _open_pil(path, head); male, fmt = None, im.format
-            pixels = np.asarray(im) if keep_uint8 and im.mode == "L" else _pil_to_float(im)
+            im = _open_pil(path, head); fmt = im.format
+            pixels, alpha = (np.asarray(im), None) if keep_uint8 and im.mode == "L" else _pil_to_float(im)
+            about = dict(male=None, warning=_alpha_warning(path, alpha))
     except RadiographError: raise
-    except Exception as e: raise RadiographError(f"{path}: cannot decode ({type(e).__name__}: {e})") from e
+    except Exception as e: raise RadiographError(f"{path}: cannot decode ({_one_line(e)})") from e
     if pixels.dtype != np.uint8 and not np.isfinite(pixels).all():
         raise RadiographError(f"{path}: pixel values are not finite (NaN or infinity)")
-    return Radiograph(pixels, male, str(path), fmt)
+    if reason := _no_content(pixels): raise RadiographError(f"{path}: no usable content: {reason}")
+    return Radiograph(pixels, path=str(path), format=fmt, **about)
 
 # %% ../nbs/01_io.ipynb #8e78bda0
 def load_radiograph(
     path,  # PNG, JPEG, TIFF, BMP or DICOM file (DICOM is also recognised by content, whatever the name)
 )->Radiograph:
-    "Read one hand radiograph: float32 (H, W) pixels in [0, 1], with the patient's sex when a DICOM records it."
+    "Read one hand radiograph: float32 (H, W) pixels in [0, 1], with sex and age when a DICOM records them."
     return _load(path)
 
+# %% ../nbs/01_io.ipynb #5a3e8c17
 def read_radiograph(
     path,  # any file `load_radiograph` reads
 )->np.ndarray:  # float32 (H, W) in [0, 1]
@@ -220,12 +288,22 @@ def read_radiograph(
     return _load(path).pixels
 
 # %% ../nbs/01_io.ipynb #310626c1
-def _fit(im:Image.Image, size:int, fit:str)->Image.Image:
+RESIZE_MODES = ("pad", "stretch")  # keep the aspect ratio and pad with black, or squash to the square
+
+def check_resize_mode(
+    mode:str,  # "pad" or "stretch"
+)->str:        # the mode, unchanged
+    "Refuse anything but the two ways of making an image square, with one message for every caller."
+    if mode not in RESIZE_MODES: raise ValueError(f"resize_mode must be 'pad' or 'stretch', not {mode!r}")
+    return mode
+
+# %% ../nbs/01_io.ipynb #6b2f8e07
+def _fit(im:Image.Image, size:int, resize_mode:str)->Image.Image:
     "Resize a Pillow image (mode L or F) to size x size: aspect-preserving and padded with 0, or stretched."
-    if fit not in ("pad", "stretch"): raise ValueError(f"fit must be 'pad' or 'stretch', not {fit!r}")
+    check_resize_mode(resize_mode)
     if not isinstance(size, (int, np.integer)) or size < 1:
         raise ValueError(f"size must be a positive integer, not {size!r}")
-    if fit == "stretch": return im.resize((size, size), Image.Resampling.BILINEAR)
+    if resize_mode == "stretch": return im.resize((size, size), Image.Resampling.BILINEAR)
     w, h = im.size; scale = size / max(w, h)
     nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
     out = Image.new(im.mode, (size, size), 0)
@@ -234,15 +312,15 @@ def _fit(im:Image.Image, size:int, fit:str)->Image.Image:
 
 # %% ../nbs/01_io.ipynb #cbe8b7f9
 def prepare(
-    img:np.ndarray,  # float image (H, W) in [0, 1], as `read_radiograph` returns it
-    size:int,        # side of the square output, in pixels
-    fit:str="pad",   # "pad": keep the aspect ratio, centre, pad with 0; "stretch": squash to the square
-)->np.ndarray:       # float32 (size, size) in [0, 1]
+    img:np.ndarray,        # float image (H, W) in [0, 1], as `read_radiograph` returns it
+    size:int,              # side of the square output, in pixels
+    resize_mode:str="pad", # "pad": keep the aspect ratio, centre, pad with 0; "stretch": squash to the square
+)->np.ndarray:             # float32 (size, size) in [0, 1]
     "Resize a radiograph to a square network input, antialiased."
     img = np.asarray(img)
     if img.ndim != 2 or img.dtype.kind != "f":
         raise ValueError(f"prepare expects a float (H, W) image in [0, 1], not {img.dtype} {img.shape}")
-    return np.array(_fit(Image.fromarray(img.astype(np.float32, copy=False)), size, fit))
+    return np.array(_fit(Image.fromarray(img.astype(np.float32, copy=False)), size, resize_mode))
 
 # %% ../nbs/01_io.ipynb #e090a3b2
 def to_uint8(
@@ -253,11 +331,26 @@ def to_uint8(
 
 # %% ../nbs/01_io.ipynb #f9ca8ca1
 def load_prepared(
-    path,           # any file `load_radiograph` reads
-    size:int,       # side of the square output, in pixels
-    fit:str="pad",  # "pad" or "stretch", see `prepare`
-)->np.ndarray:      # uint8 (size, size)
+    path,                  # any file `load_radiograph` reads
+    size:int,              # side of the square output, in pixels
+    resize_mode:str="pad", # "pad" or "stretch", see `prepare`
+)->np.ndarray:             # uint8 (size, size)
     "Read, resize and quantise one radiograph: the single preprocessing path of training, caches and prediction."
-    pixels = _load(path, keep_uint8=True).pixels
-    if pixels.dtype == np.uint8: return np.array(_fit(Image.fromarray(pixels), size, fit))  # 8-bit fast path
-    return to_uint8(prepare(pixels, size, fit))
+    radiograph = _load(path, keep_uint8=True)
+    if radiograph.warning: _log.warning(f"{path}: {radiograph.warning}")
+    pixels = radiograph.pixels
+    if pixels.dtype == np.uint8: return np.array(_fit(Image.fromarray(pixels), size, resize_mode))  # 8-bit fast path
+    return to_uint8(prepare(pixels, size, resize_mode))
+
+# %% ../nbs/01_io.ipynb #d3b2f1e2
+def find_rsna_samples(
+)->Path|None:  # the folder holding raw/labels.csv (and preprocessed/), or None when absent
+    "The RSNA sample radiographs for optional checks: $BONEXAGE_SAMPLES, else shared/data/rsna-samples found upward."
+    if env := os.environ.get("BONEXAGE_SAMPLES"):
+        if (Path(env)/"raw"/"labels.csv").is_file(): return Path(env)
+        _log.warning(f"BONEXAGE_SAMPLES={env} holds no raw/labels.csv: the RSNA sample checks are skipped")
+        return None
+    import bonexage
+    starts = [Path.cwd().resolve(), Path(bonexage.__file__).resolve().parent]
+    candidates = [d/"shared"/"data"/"rsna-samples" for s in starts for d in [s, *s.parents]]
+    return next((c for c in candidates if (c/"raw"/"labels.csv").is_file()), None)

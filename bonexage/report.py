@@ -15,7 +15,7 @@ from .data import format_age
 from .explain import overlay
 from .core import write_text_atomic
 from .io import to_uint8
-from .reference import NO_AGE_NOTE, REFERENCE_NAME, ClinicalAssessment, _signed, assess, plot_growth_chart
+from .reference import NO_AGE_NOTE, REFERENCE_NAME, ClinicalAssessment, _signed, plot_growth_chart
 
 # %% auto #0
 __all__ = ['MAX_REPORT_SIDE', 'DISCLAIMER', 'REFERENCE_CAVEAT', 'SDS_EXPLANATION', 'write_patient_report']

@@ -4,7 +4,7 @@
 
 # %% ../nbs/03_synthetic.ipynb #32f2ed38
 from __future__ import annotations
-import argparse, math, multiprocessing, os
+import argparse, math, multiprocessing, os, secrets, sys
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +12,11 @@ import pandas as pd
 from PIL import Image, ImageDraw, ImageFilter
 from tqdm import tqdm
 
+from .core import (EXIT_OK, EXIT_USAGE, MAX_IMAGE_SIZE, MIN_IMAGE_SIZE, ArgumentParser, UsageError, add_progress_option,
+                           add_workers_option, atomic_write, available_cores, bounded_int, check_output_dir,
+                           clean_stale_temps, default_threads, run_command)
 from .data import TEST_GROUND_TRUTH, rsna_paths
+from .io import MIN_SIDE
 
 # %% auto #0
 __all__ = ['MAX_AGE_MONTHS', 'GIRL_TEMPO', 'GROWTH_CURVE', 'CARPAL_ONSET', 'PHYSIS_TIMING', 'SESAMOID_ONSET', 'maturation',
@@ -31,8 +35,11 @@ PHYSIS_TIMING = dict(  # months (boys): epiphysis appears, reaches the shaft's w
 SESAMOID_ONSET = 156  # adductor pollicis sesamoid of the thumb: puberty has started
 
 # %% ../nbs/03_synthetic.ipynb #d9fe791b
-def _ramp(x, lo, hi): return float(min(max((x - lo) / (hi - lo), 0.0), 1.0))
+def _ramp(x, lo, hi):
+    "0 below lo, 1 above hi, linear in between."
+    return float(min(max((x - lo) / (hi - lo), 0.0), 1.0))
 
+# %% ../nbs/03_synthetic.ipynb #4c7e1a92
 def maturation(
     bone_age_months:float,  # skeletal age, 0 to MAX_AGE_MONTHS
     male:bool,              # boys' indicators come later and their hands are larger
@@ -83,8 +90,13 @@ _JOINT = 0.014  # joint space between neighbouring bones of a ray
 _CIRCLE = np.stack([np.cos(np.arange(20) * np.pi / 10), np.sin(np.arange(20) * np.pi / 10)], 1)
 _ARC = np.linspace(0, np.pi, 9)[1:-1, None]  # includes the tip (pi / 2)
 
-def _unit(deg): return np.array([math.sin(math.radians(deg)), math.cos(math.radians(deg))])  # 0 deg: toward the fingers
-def _rotation(deg): a = math.radians(deg); return np.array([[math.cos(a), -math.sin(a)], [math.sin(a), math.cos(a)]])
+def _unit(deg):
+    "Unit vector at `deg` degrees from the finger direction, positive toward the thumb."
+    return np.array([math.sin(math.radians(deg)), math.cos(math.radians(deg))])
+
+def _rotation(deg):
+    "2 x 2 matrix turning points by `deg` degrees."
+    a = math.radians(deg); return np.array([[math.cos(a), -math.sin(a)], [math.sin(a), math.cos(a)]])
 
 def _ellipse(c, rx, ry, angle=0.0):
     "20-gon of an ellipse centred at c with radii rx, ry, turned by angle degrees."
@@ -101,12 +113,15 @@ def _strip(p, u, ts, ws, cap=0.0):
 # %% ../nbs/03_synthetic.ipynb #ce501658
 class _Shapes:
     "Polygons in hand units: soft-tissue outlines, and bones as (grey level, polygon), drawn in order."
-    def __init__(self, mat): self.mat, self.soft, self.bone = mat, [], []
+    def __init__(self, mat):
+        "Empty layers for a hand of maturity `mat`."
+        self.mat, self.soft, self.bone = mat, [], []
     def add_bone(self, outer, inner, extra=1.0):
         "Dense cortex (the outer outline) around the lighter medulla (inner); `extra` for overlapping bones."
         d = self.mat["density"] * extra
         self.bone += [(min(255, round(255 * d)), outer), (min(255, round(170 * d)), inner)]
     def oval(self, c, rx, ry, angle=0.0, extra=1.0):
+        "An oval bone (carpal, epiphysis, sesamoid): cortex ellipse around a medulla ellipse."
         k = 1 - self.mat["cortex"]
         self.add_bone(_ellipse(c, rx, ry, angle), _ellipse(c, k * rx, k * ry, angle), extra)
 
@@ -140,7 +155,7 @@ def _ray(sh, name, spread=0.0, proportions=1.0):
     angle += spread * thumb                                            # the thumb swings at its base ...
     u_mc, u_ph = _unit(angle), _unit(1.2 * angle + spread * (not thumb) - 14 * thumb)  # ... fingers at the knuckles
     groups = ("metacarpal", "proximal", "distal") if thumb else ("metacarpal", "proximal", "middle", "distal")
-    base = np.array([x, y]); head = base + u_mc * lengths[0]
+    base = np.array([x, y]); head = z = base + u_mc * lengths[0]
     for i, (length, rel, group) in enumerate(zip(lengths, (1, .9, .76, .64), groups)):
         w = rel * mc_width * sh.mat["bone_width"]
         if i == 0 and thumb: _long_bone(sh, base + 0.4 * w * u_mc, u_mc, length, w, group, "long")
@@ -264,7 +279,7 @@ def make_phantom(
     return_mask:bool=False,  # also return the boolean mask of the visible hand
 ):                           # uint8 image (size, size), or (image, hand_mask)
     "A synthetic PA radiograph of a left hand with the skeletal maturity of this bone age and sex."
-    if size < 32: raise ValueError(f"size must be at least 32 pixels, got {size}")
+    if size < MIN_IMAGE_SIZE: raise ValueError(f"size must be at least {MIN_IMAGE_SIZE} pixels, got {size}")
     mat, rng = maturation(bone_age_months, male), np.random.default_rng(seed)
     film = _film_conditions(rng)
     soft, bone = _draw(_hand(mat, film["splay"], film["proportions"]), size, *_placement(size, film, mat))
@@ -295,23 +310,39 @@ def _image_seed(seed, image_id) -> int:
 
 # %% ../nbs/03_synthetic.ipynb #6a861bcc
 def _write_tables(labels, dest) -> dict:
-    "Write the RSNA csv files for the splits present; return their paths."
+    "Write the RSNA csv files for the splits present, each atomically; return their paths."
     out, by_id = {}, labels.sort_values("id")
     train, test = by_id[by_id.split == "training"], by_id[by_id.split == "test"]
-    out["training_csv"] = rsna_paths(dest, "training")[0]
-    pd.DataFrame({"id": train.id, "boneage": train.bone_age_months.astype(int), "male": train.male}).to_csv(out["training_csv"], index=False)
+    tables = {"training_csv": (rsna_paths(dest, "training")[0], {"id": train.id, "boneage": train.bone_age_months.astype(int),
+                                                                 "male": train.male})}
     if len(test):
         sex = np.where(test.male, "M", "F")
-        out["test_csv"], out["test_ground_truth"] = rsna_paths(dest, "test")[0], Path(dest)/TEST_GROUND_TRUTH
-        pd.DataFrame({"Case ID": test.id, "Sex": sex}).to_csv(out["test_csv"], index=False)
-        pd.DataFrame({"Case ID": test.id, "Sex": sex, "Ground truth bone age (months)": test.bone_age_months}).to_csv(out["test_ground_truth"], index=False)
+        tables["test_csv"] = rsna_paths(dest, "test")[0], {"Case ID": test.id, "Sex": sex}
+        tables["test_ground_truth"] = (Path(dest)/TEST_GROUND_TRUTH, {"Case ID": test.id, "Sex": sex,
+                                                                      "Ground truth bone age (months)": test.bone_age_months})
+    for name, (path, columns) in tables.items():
+        with atomic_write(path, "w") as f: pd.DataFrame(columns).to_csv(f, index=False)
+        out[name] = path
     return out
 
 # %% ../nbs/03_synthetic.ipynb #f480b4af
 def _write_png(job):
-    "Render one phantom and save it as an 8-bit grayscale PNG: the pool's unit of work."
+    "Render one phantom and save it as an 8-bit grey PNG under a temporary name, then rename: the pool's unit of work."
     path, months, male, seed, size = job
-    Image.fromarray(make_phantom(months, male, seed, size)).save(path, compress_level=1)
+    tmp = Path(path).with_name(f".{Path(path).name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")  # clean_stale_temps' form
+    try:
+        Image.fromarray(make_phantom(months, male, seed, size)).save(tmp, format="PNG", compress_level=1)
+        os.replace(tmp, path)
+    finally: tmp.unlink(missing_ok=True)
+
+def _render(jobs:list, workers:int, progress:bool):
+    "Draw and write every job, in `workers` processes when there are several."
+    with tqdm(total=len(jobs), desc="synthetic radiographs", unit="img", disable=not progress) as bar:
+        if workers <= 1:
+            for job in jobs: _write_png(job); bar.update()
+        else:
+            with multiprocessing.get_context().Pool(min(workers, len(jobs))) as pool:
+                for _ in pool.imap_unordered(_pool_job(), jobs, chunksize=8): bar.update()
 
 def _pool_job():
     "`_write_png` as worker processes can import it (also when this code runs inside the notebook)."
@@ -323,46 +354,63 @@ def write_synthetic_rsna(
     dest,                # folder to write the RSNA layout into, created if needed
     n_train:int=2000,    # training images (at least 1)
     n_test:int=200,      # test images, with a ground-truth table; 0 writes no test split
-    size:int=256,        # side of the square images in pixels
+    size:int=256,        # side of the square images in pixels, MIN_SIDE (the reader's minimum) to MAX_IMAGE_SIZE
     seed:int=0,          # same seed, same files, for any number of workers
-    workers:int=1,       # processes drawing images; 0 for one per CPU core
+    workers:int|None=1,  # processes drawing images; 0 or 1: in this process; None: one per available core
     progress:bool=True,  # show a tqdm progress bar
 )->dict:                 # written paths: training_csv, training_dir and, with a test split, test_csv, test_dir, test_ground_truth
     "Write synthetic radiographs and their tables in the RSNA Pediatric Bone Age layout read by `bonexage.data`."
     if n_train < 1 or n_test < 0: raise ValueError(f"need n_train >= 1 and n_test >= 0, got {n_train} and {n_test}")
+    if not MIN_SIDE <= size <= MAX_IMAGE_SIZE: raise ValueError(f"size must be from {MIN_SIDE} to {MAX_IMAGE_SIZE} pixels "
+                                                                f"(the reader refuses smaller images), not {size}")
     dest, labels, jobs = Path(dest), _draw_labels(n_train, n_test, seed), []
     dest.mkdir(parents=True, exist_ok=True)
     out = _write_tables(labels, dest)
     for split, rows in labels.groupby("split", sort=False):
         out[f"{split}_dir"] = image_dir = rsna_paths(dest, split)[1]
-        image_dir.mkdir(exist_ok=True)
+        image_dir.mkdir(exist_ok=True); clean_stale_temps(image_dir)
         jobs += [(str(image_dir/f"{r.id}.png"), r.bone_age_months, r.male, _image_seed(seed, r.id), size) for r in rows.itertuples()]
-    workers = min(workers or os.cpu_count() or 1, len(jobs))
-    bar = dict(total=len(jobs), desc="synthetic radiographs", unit="img", disable=not progress)
-    if workers == 1:
-        for job in tqdm(jobs, **bar): _write_png(job)
-    else:
-        with multiprocessing.get_context().Pool(workers) as pool:
-            for _ in tqdm(pool.imap_unordered(_pool_job(), jobs, chunksize=8), **bar): pass
-    order = ("training_csv", "training_dir", "test_csv", "test_dir", "test_ground_truth")
-    return {k: out[k] for k in order if k in out}
+    _render(jobs, available_cores() if workers is None else workers, progress)
+    return {k: out[k] for k in ("training_csv", "training_dir", "test_csv", "test_dir", "test_ground_truth") if k in out}
 
 # %% ../nbs/03_synthetic.ipynb #2b38c10b
+def _parser()->ArgumentParser:
+    "The command line of bonexage-synth, in the vocabulary every BoneXage command shares."
+    p = ArgumentParser(prog="bonexage-synth", description="Write synthetic left-hand radiographs whose bones mature with "
+        "bone age, in the RSNA Pediatric Bone Age layout that bonexage reads (training and test images, their CSV "
+        "tables and the test ground truth).")
+    p.add_argument("dest", metavar="DEST", nargs="?", help="output folder, created if needed (or --out-dir)")
+    p.add_argument("--out-dir", metavar="DIR", help="output folder, the same as DEST")
+    p.add_argument("--n-train", type=bounded_int(1, None, "--n-train"), default=2000, metavar="N", help="training images")
+    p.add_argument("--n-test", type=bounded_int(0, None, "--n-test"), default=200, metavar="N",
+                   help="test images, written with a ground-truth table; 0 for none")
+    size = bounded_int(MIN_SIDE, MAX_IMAGE_SIZE, "--image-size")
+    p.add_argument("--image-size", type=size, default=256, metavar="PIXELS",
+                   help=f"side of the square images, {MIN_SIDE} (the smallest the reader accepts) to {MAX_IMAGE_SIZE}")
+    p.add_argument("--size", dest="image_size", type=size, default=argparse.SUPPRESS, help=argparse.SUPPRESS)  # old name
+    p.add_argument("--seed", type=bounded_int(0, None, "--seed"), default=0, help="random seed; the same seed writes the same files")
+    add_workers_option(p, default_threads(), "drawing images (the files do not depend on it)")
+    add_progress_option(p)
+    return p
+
+# %% ../nbs/03_synthetic.ipynb #5e2a7c90
 def main(
-    argv:list=None,  # arguments without the program name; None reads sys.argv
-):
+    argv:list|None=None,  # arguments without the program name; None reads sys.argv
+)->int:                   # exit status: 0 written, 2 usage error
     "Command line `bonexage-synth`: write a synthetic data set in the RSNA layout."
-    p = argparse.ArgumentParser(prog="bonexage-synth", description="Write synthetic left-hand radiographs whose bones "
-        "mature with bone age, in the RSNA Pediatric Bone Age layout that bonexage reads (training and test images, "
-        "their CSV tables and the test ground truth).")
-    p.add_argument("dest", metavar="DEST", help="output folder, created if needed")
-    p.add_argument("--n-train", type=int, default=2000, metavar="N", help="number of training images (default: %(default)s)")
-    p.add_argument("--n-test", type=int, default=200, metavar="N", help="number of test images, written with a ground-truth table; 0 for none (default: %(default)s)")
-    p.add_argument("--size", type=int, default=256, metavar="PIXELS", help="side of the square images in pixels, at least 32 (default: %(default)s)")
-    p.add_argument("--seed", type=int, default=0, metavar="SEED", help="random seed; the same seed writes the same files (default: %(default)s)")
-    p.add_argument("--workers", type=int, default=1, metavar="N", help="processes drawing images, 0 for one per CPU core; the files do not depend on it (default: %(default)s)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    a = p.parse_args(argv)
-    try: paths = write_synthetic_rsna(a.dest, a.n_train, a.n_test, a.size, a.seed, a.workers, progress=not a.quiet)
-    except ValueError as e: p.error(str(e))
-    for name, path in paths.items(): print(f"{name}: {path}")
+    try: args = _parser().parse_args(argv)
+    except SystemExit as e: return e.code if isinstance(e.code, int) else EXIT_USAGE  # --help, --version, usage errors
+    def body()->int:
+        "Check the output folder, write the data set, print its paths."
+        if args.dest and args.out_dir and Path(args.dest) != Path(args.out_dir):
+            raise UsageError(f"two output folders given ({args.dest} and --out-dir {args.out_dir}): give one")
+        if not (dest := args.out_dir or args.dest): raise UsageError("no output folder: give DEST or --out-dir")
+        check_output_dir(dest)
+        paths = write_synthetic_rsna(dest, args.n_train, args.n_test, args.image_size, args.seed, args.workers, args.progress)
+        for name, path in paths.items(): print(f"{name}: {path}")
+        return EXIT_OK
+    return run_command("bonexage-synth", body)
+
+# %% ../nbs/03_synthetic.ipynb #3d0a9b72
+#| eval: false
+if __name__ == "__main__": sys.exit(main())

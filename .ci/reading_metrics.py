@@ -18,8 +18,9 @@ EXPORTS = ("export", "exporti", "exports")
 
 
 def words(markdown: str) -> int:
-    "Words a reader reads: code blocks, HTML tags, link targets and markup left out."
+    "Words of prose a reader reads: code blocks, tables, HTML tags, link targets and markup left out."
     text = re.sub(r"```.*?```", " ", markdown, flags=re.S)
+    text = re.sub(r"^\s*\|.*$", " ", text, flags=re.M)  # table rows (generated or reference, not prose)
     text = re.sub(r"<[^>]+>|\]\([^)]*\)", " ", text)
     return len(re.findall(r"[\w'’-]+", text))
 

@@ -1,10 +1,11 @@
-"""Shared helpers of the BoneXage benchmarks: import setup, machine description, medians, JSON output.
+"""Shared helpers of the BoneXage benchmarks: import setup, the RSNA samples, machine description, medians, JSON output.
 
 The benchmarks run from a plain checkout (no `pip install -e .` needed): the repository root goes on `sys.path`.
-On a machine without pydicom (a bare GPU machine has torch, torchvision, numpy, pandas, pillow, tqdm and matplotlib,
-but not pydicom), `bonexage.io` cannot be imported, because it imports pydicom at module level. The benchmarks read
-PNG files only, so `use_pydicom_stub()` installs a stand-in module whose every attribute raises ImportError when
-used: PNG reading works, DICOM reading fails loudly. It is a benchmark-only workaround, never used by the package.
+On a bare GPU machine (torch, torchvision, numpy, pandas, pillow, tqdm and matplotlib, but maybe not pydicom or
+safetensors), `bonexage.io` and `bonexage.model` cannot be imported, because they import those packages at module
+level. The benchmarks read PNG files and build their own models, so `use_stubs()` installs stand-in modules whose every
+attribute raises ImportError when used: PNG reading works, DICOM reading and safetensors files fail loudly. It is a
+benchmark-only workaround, never used by the package.
 """
 from __future__ import annotations
 import argparse, json, os, platform, resource, statistics, sys, time, types
@@ -14,58 +15,76 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path: sys.path.insert(0, str(ROOT))
 
 
-def use_pydicom_stub()->bool:
-    "Make `import bonexage` work without pydicom (PNG-only benchmarks); True when the stand-in was installed."
-    try:
-        import pydicom  # noqa: F401
-        return False
-    except ImportError: pass
+def _library_logs_to_stderr():
+    "The package's INFO lines (stdout by default) go to stderr here: a benchmark's stdout holds only its JSON."
+    import logging
+    root = logging.getLogger("bonexage")
+    if not root.handlers:  # bonexage.core.get_logger then keeps this handler instead of adding its own
+        handler = logging.StreamHandler(sys.stderr); handler.setFormatter(logging.Formatter("%(message)s"))
+        root.addHandler(handler); root.setLevel(logging.INFO); root.propagate = False
+
+
+_library_logs_to_stderr()
+
+# optional packages the package imports at module level: {package: its submodules imported by bonexage}
+_STUBBED = {"pydicom": ("pixels", "uid"), "safetensors": ("torch",)}
+
+
+def _stub(package:str, submodules:tuple):
+    "Install a stand-in for `package`: functions raise ImportError when called, names ending in Error are exceptions."
     def missing(name):
         if name.startswith("__"): raise AttributeError(name)  # module machinery (inspect, pickle) probes dunder names
-        def fail(*args, **kwargs): raise ImportError("pydicom is not installed: DICOM files cannot be read here")
+        if name.endswith("Error"): return type(name, (Exception,), {})  # `except SafetensorError:` must stay valid
+        def fail(*args, **kwargs): raise ImportError(f"{package} is not installed: {name} cannot be used here")
         return fail
-    for name in ("pydicom", "pydicom.pixels", "pydicom.uid"):
-        mod = types.ModuleType(name)
-        mod.__getattr__ = missing  # PEP 562: `from pydicom.pixels import x` gets a function that raises when called
-        mod.dcmread = missing("dcmread")
-        sys.modules[name] = mod
-    sys.modules["pydicom"].pixels, sys.modules["pydicom"].uid = sys.modules["pydicom.pixels"], sys.modules["pydicom.uid"]
-    print("note: pydicom is not installed; using a stand-in (PNG files only)", file=sys.stderr)
-    return True
+    top = types.ModuleType(package); top.__getattr__ = missing  # PEP 562: `from pkg import x` gets a stand-in
+    sys.modules[package] = top
+    for sub in submodules:
+        mod = types.ModuleType(f"{package}.{sub}"); mod.__getattr__ = missing
+        sys.modules[f"{package}.{sub}"] = mod; setattr(top, sub, mod)
 
 
-def find_samples()->Path|None:
-    "The raw RSNA samples: $BONEXAGE_SHARED_DATA/rsna-samples/raw, else shared/data/rsna-samples/raw above the repo or cwd."
-    if env := os.environ.get("BONEXAGE_SHARED_DATA"):
-        candidates = [Path(env)/"rsna-samples"/"raw"]
-    else:
-        candidates = [p/"shared"/"data"/"rsna-samples"/"raw" for p in [ROOT, *ROOT.parents, Path.cwd(), *Path.cwd().parents]]
-    return next((c for c in candidates if c.is_dir()), None)
+def use_stubs()->list:
+    "Make `import bonexage` work without pydicom or safetensors (PNG-only benchmarks); the packages stood in for."
+    stubbed = []
+    for package, submodules in _STUBBED.items():
+        if package in sys.modules: continue
+        try: __import__(package)
+        except ImportError: _stub(package, submodules); stubbed.append(package)
+    if stubbed: print(f"note: {', '.join(stubbed)} not installed; using stand-ins (PNG files only)", file=sys.stderr)
+    return stubbed
 
 
-def cpu_model()->str:
-    "The processor's model name (Linux /proc/cpuinfo; platform.processor() elsewhere)."
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"): return line.split(":", 1)[1].strip()
-    except OSError: pass
-    return platform.processor() or platform.machine()
+
+def raw_samples()->Path|None:
+    "The folder of raw RSNA sample PNGs (bonexage.io.find_rsna_samples()/raw: $BONEXAGE_SAMPLES or shared/data), or None."
+    use_stubs()  # bonexage.io imports pydicom
+    from bonexage.io import find_rsna_samples
+    samples = find_rsna_samples()
+    return samples/"raw" if samples is not None else None
 
 
-def machine_info()->dict:
-    "Where and with what a benchmark ran: CPU, cores, load, GPU, library versions."
+def images_folder(images:str|None)->Path:
+    "--images, else the raw RSNA samples; exit with one line when neither is there."
+    folder = Path(images) if images else raw_samples()
+    if folder is None: sys.exit("no --images given and the RSNA samples were not found (set BONEXAGE_SAMPLES)")
+    if not folder.is_dir(): sys.exit(f"{folder}: no such folder")
+    return folder
+
+
+def machine_info(device=None)->dict:
+    "Where and with what a benchmark ran: bonexage.core.machine_info plus host, date, load and more library versions."
     import numpy, PIL, torch, torchvision
-    info = dict(host=platform.node(), platform=platform.platform(), python=platform.python_version(),
-                cpu=cpu_model(), cpu_count=os.cpu_count(), torch_threads=torch.get_num_threads(),
-                torch=torch.__version__, torchvision=torchvision.__version__, numpy=numpy.__version__,
-                pillow=PIL.__version__, gpu=None, cuda=torch.version.cuda,
+    from bonexage.core import machine_info as core_machine_info
+    info = dict(host=platform.node(), **core_machine_info(device), torchvision=torchvision.__version__,
+                numpy=numpy.__version__, pillow=PIL.__version__, cuda=torch.version.cuda,
                 time=time.strftime("%Y-%m-%d %H:%M:%S %Z"))
     if hasattr(os, "getloadavg"): info["load_average_1_5_15min"] = [round(x, 2) for x in os.getloadavg()]
-    if torch.cuda.is_available(): info["gpu"] = torch.cuda.get_device_name()
     return info
 
 
 def median(values)->float:
+    "The median, as a float."
     return float(statistics.median(values))
 
 
@@ -75,13 +94,20 @@ def max_rss_mb(who=resource.RUSAGE_SELF)->float:
     return rss / (1024 * 1024 if sys.platform == "darwin" else 1024)
 
 
+def add_output_option(p:argparse.ArgumentParser, default:str|None=None, what:str="also write the JSON result to this file"):
+    "-o/--output FILE (alias --out, the option's earlier name)."
+    p.add_argument("-o", "--output", "--out", dest="out", metavar="FILE", default=default, help=what)
+
+
 def emit(result:dict, out:str|None):
-    "Print the result as JSON on stdout and, with --out, write it to that file too."
+    "Print the result as JSON on stdout and, with -o/--output, write it to that file too (atomically)."
     text = json.dumps(result, indent=2, default=str)
     print(text, flush=True)
     if out:
+        from bonexage.core import write_text_atomic
         Path(out).parent.mkdir(parents=True, exist_ok=True)
-        Path(out).write_text(text + "\n")
+        write_text_atomic(out, text + "\n")
+        print(f"wrote {out}", file=sys.stderr)
 
 
 def repeated_table(folder, items:int):

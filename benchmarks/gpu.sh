@@ -6,11 +6,12 @@
 #   RESULTS_DIR  where the JSON results and gpu_log.txt go (e.g. $OUT); at most 8 files
 #   --quick      tiny sizes on whatever device there is (a CPU works): an end-to-end check of this script
 #
-# Runs from the checkout with nothing to install: torch, torchvision, numpy, pandas, pillow and tqdm are enough
-# (without pydicom the benchmarks use a PNG-only stand-in, see benchmarks/_common.py). It writes a synthetic data set
-# (bonexage.synthetic, 3,000 images at 512 px, all cores) and builds its cache on the spot, in a scratch folder that is
-# deleted at the end. Real radiographs are added when BONEXAGE_SHARED_DATA points at a folder holding
-# rsna-samples/raw/*.png (or shared/data/rsna-samples/raw sits above the checkout).
+# Runs from the checkout with nothing to install: torch, torchvision, numpy, pandas, pillow, tqdm and matplotlib are
+# enough (without pydicom or safetensors the benchmarks use stand-ins, PNG files only, see benchmarks/_common.py). It
+# writes a synthetic data set (bonexage.synthetic, 3,000 images at 512 px, all cores) and builds its cache on the spot,
+# in a scratch folder that is deleted at the end. Real radiographs are added when BONEXAGE_SAMPLES points at the RSNA
+# samples folder (the one holding raw/labels.csv and raw/*.png), or shared/data/rsna-samples sits above the checkout or
+# the current folder (bonexage.io.find_rsna_samples).
 # Environment: PYTHON (default python3), N_TRAIN (3000), PIPELINES (original,fast; add fast_compile for torch.compile),
 # COMPILE (1: also time AMP + channels_last + torch.compile, last; 0: skip it).
 set -uo pipefail
@@ -36,7 +37,7 @@ import os, platform, torch
 print("python", platform.python_version(), "torch", torch.__version__, "cores", os.cpu_count(),
       "gpu", torch.cuda.get_device_name() if torch.cuda.is_available() else None)
 EOF
-REAL=$("$PY" -c "import sys; sys.path.insert(0, 'benchmarks'); import _common; print(_common.find_samples() or '')")
+REAL=$("$PY" -c "import sys; sys.path.insert(0, 'benchmarks'); import _common; print(_common.raw_samples() or '')")
 DATA=$SCRATCH/data
 if [ $QUICK = 1 ]; then
   say "quick mode: tiny sizes"

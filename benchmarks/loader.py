@@ -18,9 +18,10 @@ import _common
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=_common.HelpFormatter)
     p.add_argument("--images", default=None, help="folder of radiographs (default: the raw RSNA samples, "
-                   "shared/data/rsna-samples/raw, found above the repository or via $BONEXAGE_SHARED_DATA)")
+                   "$BONEXAGE_SAMPLES/raw or shared/data/rsna-samples/raw found above the repository)")
     p.add_argument("--size", type=int, default=512, help="side of the square images served, in pixels")
-    p.add_argument("--fit", default="pad", choices=("pad", "stretch"), help="how images are made square")
+    p.add_argument("--resize-mode", "--fit", dest="resize_mode", default="pad", choices=("pad", "stretch"),
+                   help="how images are made square (--fit: its earlier name)")
     p.add_argument("--items", type=int, default=280, help="items per pass: the images repeated to this many")
     p.add_argument("--batch-size", type=int, default=32, help="DataLoader batch size")
     p.add_argument("--workers", default="0,2", help="comma-separated DataLoader worker counts to measure")
@@ -30,7 +31,7 @@ def parse_args(argv=None):
     p.add_argument("--modes", default="decode,cache", help="comma-separated modes: decode, cache")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads of this process (default: torch's, one per "
                    "core); with 0 workers, collating a 512 px batch is a parallel copy that stalls on a CPU shared with other jobs")
-    p.add_argument("--out", default=None, help="also write the JSON result to this file")
+    _common.add_output_option(p)
     p.add_argument("--quick", action="store_true", help="smoke test: 128 px, 16 items, 1 pass, 0 workers")
     a = p.parse_args(argv)
     if a.quick: a.size, a.items, a.repeats, a.workers, a.batch_size = 128, 16, 1, "0", 8
@@ -51,25 +52,25 @@ def passes(dataset, batch_size:int, workers:int, repeats:int)->list:
 
 def main(argv=None):
     a = parse_args(argv)
-    _common.use_pydicom_stub()
-    if a.threads:
-        import torch; torch.set_num_threads(a.threads)
+    _common.use_stubs()
     from bonexage.cache import build_cache
+    from bonexage.core import set_threads
     from bonexage.data import BoneAgeDataset
-    folder = Path(a.images) if a.images else _common.find_samples()
-    if folder is None: sys.exit("no --images given and the RSNA samples were not found")
+    if a.threads: set_threads(a.threads)
+    folder = _common.images_folder(a.images)
     unique, table = _common.repeated_table(folder, a.items)
     cache_dir = Path(a.cache_dir) if a.cache_dir else Path(tempfile.mkdtemp(prefix="bonexage-bench-"))
     result = dict(benchmark="loader", machine=_common.machine_info(), command=" ".join(sys.argv),
-                  config=dict(images=str(folder), unique_images=len(unique), items=len(table), size=a.size, fit=a.fit,
+                  config=dict(images=str(folder), unique_images=len(unique), items=len(table), size=a.size, resize_mode=a.resize_mode,
                               batch_size=a.batch_size, repeats=a.repeats, threads=a.threads), results=[])
     try:
         t0 = time.perf_counter()
-        build = build_cache(unique, cache_dir, a.size, a.fit, workers=a.build_workers, progress=False, rebuild=True)
+        build = build_cache(unique, cache_dir, a.size, a.resize_mode, workers=a.build_workers, progress=False, rebuild=True)
         seconds = time.perf_counter() - t0
         result["cache_build"] = dict(images=len(unique), seconds=round(seconds, 3), images_per_s=round(len(unique) / seconds, 1),
                                      workers=a.build_workers, file=str(build.path), bytes=build.path.stat().st_size)
-        datasets = dict(decode=BoneAgeDataset(table, a.size, a.fit), cache=BoneAgeDataset(table, a.size, a.fit, images=build.images))
+        datasets = dict(decode=BoneAgeDataset(table, a.size, a.resize_mode),
+                        cache=BoneAgeDataset(table, a.size, a.resize_mode, images=build.images))
         for workers in map(int, a.workers.split(",")):
             row = {}
             for mode in a.modes.split(","):  # side by side: both modes at the same worker count, one after the other

@@ -17,13 +17,14 @@ def main(argv=None):
     p.add_argument("--cache-size", type=int, default=None, help="side of the cached images (default: --size)")
     p.add_argument("--workers", type=int, default=0, help="processes for writing and caching (0: one per core)")
     p.add_argument("--seed", type=int, default=0, help="random seed of the synthetic data")
-    p.add_argument("--out", default=None, help="also write the JSON result to this file")
+    _common.add_output_option(p)
     a = p.parse_args(argv)
-    _common.use_pydicom_stub()
+    _common.use_stubs()
+    from bonexage.core import available_cores
     from bonexage.cache import build_cache
     from bonexage.data import load_split
     from bonexage.synthetic import write_synthetic_rsna
-    workers = a.workers or os.cpu_count() or 1
+    workers = a.workers or available_cores()
     t0 = time.perf_counter()
     write_synthetic_rsna(a.dest, n_train=a.n_train, n_test=0, size=a.size, seed=a.seed, workers=workers, progress=False)
     t1 = time.perf_counter()

@@ -28,27 +28,29 @@ t0 = time.perf_counter(); r = subprocess.run(sys.argv[1:], capture_output=True, 
 print(json.dumps(dict(returncode=r.returncode, seconds=time.perf_counter() - t0, stderr=r.stderr[-2000:],
                       lines=len(r.stdout.splitlines()), max_rss_kb=resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)))
 """
-_CLI_MAIN = ("import sys; sys.path.insert(0, {bench!r}); import _common; _common.use_pydicom_stub(); "
+_CLI_MAIN = ("import sys; sys.path.insert(0, {bench!r}); import _common; _common.use_stubs(); "
              "from bonexage.predict import main; sys.exit(main(sys.argv[1:]))")
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=_common.HelpFormatter)
-    p.add_argument("--images", default=None, help="folder of radiographs (default: the raw RSNA samples)")
+    p.add_argument("--images", default=None, help="folder of radiographs (default: the raw RSNA samples, "
+                   "$BONEXAGE_SAMPLES/raw or shared/data/rsna-samples/raw found above the repository)")
     p.add_argument("--items", type=int, default=None, help="images predicted per pass: the folder's repeated "
                    "(default: 512 on a GPU, 56 on the CPU)")
     p.add_argument("--device", default="auto", help="'auto' (the GPU when there is one), 'cpu' or 'cuda'")
     p.add_argument("--backbone", default=None, help="backbone (default: convnext_tiny on a GPU, convnext_atto on the CPU)")
     p.add_argument("--image-size", type=int, default=None, help="model input size (default: 512 on a GPU, 256 on the CPU)")
     p.add_argument("--batch-size", type=int, default=None, help="images per forward pass (default: 64 on a GPU, 8 on the CPU)")
-    p.add_argument("--workers", type=int, default=None, help="Predictor decoding processes (default: the Predictor's own)")
+    p.add_argument("--workers", "--num-workers", type=int, default=None,
+                   help="Predictor decoding processes (default: the Predictor's own)")
     p.add_argument("--repeats", type=int, default=5, help="timed rounds; each round runs every measurement once, in turn; "
                    "medians are reported")
     p.add_argument("--reload-items", type=int, default=None, help="images for the original reload-per-image way "
                    "(default: 8 on a GPU, 4 on the CPU)")
     p.add_argument("--skip-cli", action="store_true", help="do not run the bonexage-predict command")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's); also set for the command")
-    p.add_argument("--out", default=None, help="also write the JSON result to this file")
+    _common.add_output_option(p)
     p.add_argument("--quick", action="store_true", help="smoke test: 64 px, 8 items, one pass")
     a = p.parse_args(argv)
     import torch
@@ -58,7 +60,6 @@ def parse_args(argv=None):
     a.backbone, a.image_size = pick(a.backbone, "convnext_tiny", "convnext_atto"), pick(a.image_size, 512, 256)
     a.items, a.batch_size, a.reload_items = pick(a.items, 512, 56), pick(a.batch_size, 64, 8), pick(a.reload_items, 8, 4)
     if a.quick: a.image_size, a.items, a.batch_size, a.reload_items, a.repeats = 64, 8, 4, 2, 1
-    if a.threads: torch.set_num_threads(a.threads)
     return a
 
 
@@ -74,26 +75,27 @@ def interleaved(runs:dict, repeats:int, sync)->dict:
 
 def main(argv=None):
     a = parse_args(argv)
-    _common.use_pydicom_stub()
+    _common.use_stubs()
     import numpy as np, torch
+    from bonexage.core import autocast, set_threads
     from bonexage.io import load_prepared
-    from bonexage.model import BoneAgeModel, load_model, save_checkpoint
+    from bonexage.model import BoneAgeModel, ModelConfig, load_model, save_checkpoint
     from bonexage.predict import Predictor
-    folder = Path(a.images) if a.images else _common.find_samples()
-    if folder is None: sys.exit("no --images given and the RSNA samples were not found")
+    if a.threads: set_threads(a.threads)
+    folder = _common.images_folder(a.images)
     unique, table = _common.repeated_table(folder, a.items)
     paths = table.path.tolist()
     device = torch.device(a.device)
     sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
-    result = dict(benchmark="predict", machine=_common.machine_info(), command=" ".join(sys.argv),
+    result = dict(benchmark="predict", machine=_common.machine_info(device), command=" ".join(sys.argv),
                   config=dict(images=str(folder), unique_images=len(unique), items=a.items, backbone=a.backbone,
                               image_size=a.image_size, batch_size=a.batch_size, device=a.device, repeats=a.repeats,
                               threads=a.threads), results={})
     with tempfile.TemporaryDirectory(prefix="bonexage-bench-") as scratch:
         ckpt = Path(scratch)/"model.pth"
         torch.manual_seed(0)
-        save_checkpoint(ckpt, BoneAgeModel(a.backbone, pretrained=False, image_size=a.image_size))
-        predictor = Predictor.from_checkpoint(ckpt, device=a.device, batch_size=a.batch_size, num_workers=a.workers)
+        save_checkpoint(ckpt, BoneAgeModel(ModelConfig(backbone=a.backbone, image_size=a.image_size)))
+        predictor = Predictor.from_checkpoint(ckpt, device=a.device, batch_size=a.batch_size, workers=a.workers)
         model, dtype = predictor.models[0], predictor.dtype
         result["config"].update(predictor=repr(predictor), dtype=str(dtype).replace("torch.", "") if dtype else "float32")
         pixels = {p: load_prepared(p, a.image_size) for p in unique.path}
@@ -104,7 +106,7 @@ def main(argv=None):
         @torch.inference_mode()
         def bare():
             for x, m in batches:
-                with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+                with autocast(device, dtype):
                     model(x.to(device, non_blocking=True), m.to(device, non_blocking=True)).float().cpu()
 
         def via_predictor():
@@ -113,7 +115,7 @@ def main(argv=None):
         def original():  # the original scripts: load the model for every image, then decode and predict it alone
             for p in paths[:a.reload_items]:
                 m = load_model(ckpt, device)
-                x = torch.from_numpy(load_prepared(p, m.config["image_size"]))[None, None].to(device)
+                x = torch.from_numpy(load_prepared(p, m.config.image_size, m.config.resize_mode))[None, None].to(device)
                 with torch.inference_mode(): m(x, torch.ones(1, device=device)).float().cpu()
 
         runs = dict(bare=(bare, len(paths)), predict_images=(via_predictor, len(paths)),

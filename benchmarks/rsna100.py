@@ -5,9 +5,9 @@ The data is one .npz file holding RSNA Pediatric Bone Age training images squeez
 (arrays `images` (N,100,100) uint8, `id`, `boneage` in months, `male`); `--make-npz RSNA_DIR` writes one from the
 full data set (see data/README.md for how to get it). One command lays the images out in the RSNA layout, splits
 them 90/10 stratified by sex and age band with a fixed seed, trains through `bonexage-train` and evaluates through
-`bonexage-evaluate` (a folder of fold checkpoints is an ensemble): the code paths a user runs on the full data set. Each run writes a JSON
-summary (commands, machine, wall time, per-epoch log, metrics) that benchmarks/tables.py turns into the tables of
-nbs/13_rsna100.ipynb and README.md.
+`bonexage-evaluate` (a folder of fold checkpoints is an ensemble): the code paths a user runs on the full data set.
+Each run writes a JSON summary (commands, machine, wall time, per-epoch log, metrics) that benchmarks/tables.py turns
+into the tables of nbs/13_rsna100.ipynb and README.md.
 
     python benchmarks/rsna100.py --preset cpu                       # the CPU preset (2 cores, about 30 min)
     python benchmarks/rsna100.py --preset gpu                       # ConvNeXt-Tiny on one GPU (minutes)
@@ -211,9 +211,10 @@ def baselines(args):
     "Predict-the-mean and ridge regression on raw pixels, on the same split."
     from PIL import Image
     from bonexage.data import load_split
+    from bonexage.evaluate import mean_baseline_mae
     split = prepare_data(args)
     tr, va = load_split(split, "training"), load_split(split, "validation")
-    mean_mae = float(np.abs(va.bone_age_months - tr.bone_age_months.mean()).mean())
+    mean_mae = mean_baseline_mae(tr.bone_age_months, va.bone_age_months)
     def pixels(t):  # 50x50 grey levels plus sex, centred later
         X = np.stack([np.asarray(Image.open(p).convert("L").resize((50, 50), Image.BILINEAR), np.float32).ravel() / 255
                       for p in t.path])

@@ -12,6 +12,7 @@ typed by hand. A document holds a table between two markers:
     python benchmarks/tables.py rsna100-results        # print one table
     python benchmarks/tables.py --write [FILES]        # regenerate the text between the markers
     python benchmarks/tables.py --check [FILES]        # exit 1 if any table differs from its JSON (for CI)
+    python benchmarks/tables.py --results /tmp/r cpu-speed   # a table from the JSON files of another folder
 
 FILES default to README.md, BENCHMARKS.md, nbs/index.ipynb and nbs/13_rsna100.ipynb; in a notebook, markers are
 looked for in markdown cells. An unknown table name or an unclosed marker is an error (exit 2).
@@ -87,9 +88,10 @@ def command(cmd: str) -> str:
     skip = False
     for i, w in enumerate(words):
         if skip: skip = False; continue
-        if w == "--out": skip = True; continue
+        if w in ("--out", "-o", "--output"): skip = True; continue
+        if w.startswith(("--out=", "--output=")): continue
         if w.startswith("/"):
-            w = ("RSNA_RAW" if "rsna-samples/raw" in w else
+            w = ("RSNA_RAW" if "rsna-samples/raw" in w else "CHECKPOINT" if w.endswith((".pth", ".pt")) else
                  "SYNTHETIC_512PX" if w.endswith("boneage-training-dataset") else "DIR")
         out.append(w)
     return "`python " + " ".join(out) + "`"
@@ -119,7 +121,7 @@ def cpu_loader() -> str:
              f"**{num(by['cache/decode', w]['ratio'], 0)}x**"] for w in sorted({k[1] for k in by})]
     c = j["config"]
     return (table(["workers", "decode PNG (images/s)", "cache (images/s)", "cache / decode"], rows) + "\n\n" +
-            caption(f"{rsna_raw(c)}, {c['size']} px, {c['fit']}, batch {c['batch_size']}, median of {c['repeats']} "
+            caption(f"{rsna_raw(c)}, {c['size']} px, {c.get('resize_mode', c.get('fit'))}, batch {c['batch_size']}, median of {c['repeats']} "
                     "passes", j["machine"], "cpu-loader-1thread.json", j["command"]))
 
 
@@ -145,11 +147,14 @@ def _pipeline(path: str) -> str:
     p = j["pipeline"]
     by = {r["pipeline"]: r for r in p["results"]}
     o, f = by["original"], by["fast"]
-    amp = "AMP (bf16)" if f["amp"] in ("bf16", "auto") else f"AMP ({f['amp']})"
+    amp = ({"bfloat16": "AMP (bf16)", "float16": "AMP (fp16)", "float32": "fp32 (`--amp auto` without native bf16)"}[f["dtype"]]
+           if "dtype" in f else "AMP (bf16)" if f["amp"] in ("bf16", "auto") else f"AMP ({f['amp']})")
     aug = "on the GPU" if j["config"]["device"] == "cuda" else "on the device"
-    rows = [[f"original-style: fp32, each PNG decoded every epoch, torchvision augmentation in {o['workers']} workers, "
-             "no cache", num(o["images_per_s"])],
-            [f"fast: cache, augmentation {aug}, {amp}, channels_last" + (", compile" if f["compile"] else ""),
+    where = f"in {o['workers']} workers" if o["workers"] else "in the training process"
+    rows = [[f"original-style: fp32, each PNG decoded every epoch, torchvision augmentation {where}, no cache",
+             num(o["images_per_s"])],
+            [f"fast: cache, augmentation {aug}, {amp}" + (", channels_last" if f["channels_last"] else "") +
+             (", compile" if f["compile"] else ""),
              num(f["images_per_s"])],
             ["fast / original", f"**{p['fast_vs_original']:.1f}x**"]]
     c = j["config"]
@@ -171,7 +176,8 @@ def _times(ratio: float) -> str:
 
 def _workers(config: dict) -> str:
     "How many decoding processes the benchmark's Predictor used, from its description."
-    m = re.search(r"num_workers=(\d+)", config.get("predictor", ""))
+    m = re.search(r"\b(?:num_)?workers=(\d+)", config.get("predictor", ""))  # Predictor's repr, older: num_workers
+    if m and m.group(1) == "0": return "the calling process"
     return f"{m.group(1)} worker process{'es' if m.group(1) != '1' else ''}" if m else "worker processes"
 
 
@@ -253,6 +259,82 @@ def targets() -> str:
              f"{cpred['ratios']['predict_images_vs_bare']:.2f}x on the CPU ({link('cpu-predict.json')}), "
              f"{hpred['ratios']['predict_images_vs_bare']:.3f}x on the GPU ({link('h100-predict.json')})"]]
     return table(["target", "status", "figures"], rows)
+
+
+# ------------------------------------------------------------------------------------------------------- CPU speed
+CPU_SPEED = "cpu-speed.json"
+
+
+def _cpu_speed():
+    "The cpu_speed.py result, or None when it has not been run."
+    return load(CPU_SPEED) if (RESULTS / CPU_SPEED).exists() else None
+
+
+def _not_yet() -> str:
+    return (f"*No results yet: `python benchmarks/cpu_speed.py --checkpoint checkpoints/demo/best.pth` (after `make demo`) "
+            f"writes `benchmarks/results/{CPU_SPEED}`; this table is generated from it.*")
+
+
+def _smoke(j: dict) -> str:
+    return " **Smoke test (`--quick`): tiny sizes, measures nothing.**" if j.get("smoke") else ""
+
+
+def _passes(n: int) -> str:
+    return f"{n} pass" + ("es" if n != 1 else "")
+
+
+def _weights(w: str) -> str:
+    "Trained or untrained, in a word."
+    return "trained" if w.startswith("trained") else "untrained"
+
+
+def _mode(m: dict, native: bool) -> str:
+    "A precision mode of cpu_speed.py in words."
+    if m["mode"] == "fp32": return "fp32 (`--amp off`)"
+    if m["mode"] == "onnxruntime": return "onnxruntime, fp32 (ONNX export)"
+    cl = " + channels_last" if m.get("channels_last") else ""
+    return f"bf16 autocast{cl}" + (" (what `--amp auto` picks here)" if native else
+                                   " (emulated: no native bf16 here, `--amp auto` keeps fp32)")
+
+
+def cpu_speed() -> str:
+    "fp32 against bf16 autocast against onnxruntime on the CPU: images/s and differences from fp32 in months."
+    j = _cpu_speed()
+    if j is None: return _not_yet()
+    rows = []
+    for p in j["precision"]:
+        model = f"{BACKBONE_NAMES.get(p['model'], p['model'])}, {p['image_size']} px, {_weights(p['weights'])}"
+        for m in p["modes"]:
+            same = m["mode"] == "fp32"
+            rows.append([model, _mode(m, j["native_bf16"]), num(m["images_per_s"], 2),
+                         "1.00" if same else f"{m['speedup_vs_fp32']:.2f}x",
+                         "-" if same else f"{m['mean_abs_diff_months']:.3f}",
+                         "-" if same else f"{m['max_abs_diff_months']:.3f}"])
+        for mode, key in (("bf16 autocast", "bf16_skipped"), ("onnxruntime", "onnxruntime_skipped")):
+            if key in p: rows.append([model, f"{mode}: not measured ({p[key]})", "-", "-", "-", "-"])
+    p0 = j["precision"][0]
+    data = (f"{p0['source']}, {p0['images']} images per pass, batch {p0['batch_size']}, {p0['threads']} thread"
+            f"{'s' if p0['threads'] != 1 else ''} (torch and onnxruntime); images/s: median of {_passes(p0['repeats'])}, "
+            "the modes interleaved; differences: the same images against fp32")
+    return (table(["model", "precision", "images/s", "vs fp32", "mean abs diff (months)", "max abs diff (months)"], rows)
+            + "\n\n" + caption(data, j["machine"], CPU_SPEED, j["command"])[:-1] + _smoke(j) + "*")
+
+
+def threads_under_load() -> str:
+    "Prediction and training images/s of the demo model with 1 and 2 threads, idle and beside a CPU-bound process."
+    j = _cpu_speed()
+    if j is None or "threads_under_load" not in j: return _not_yet()
+    t = j["threads_under_load"]
+    rows = [[r["threads"], "yes" if r["concurrent_load"] else "no", num(r["predict_images_per_s"]),
+             num(r["train_images_per_s"])] for r in t["rows"]]
+    data = (f"{BACKBONE_NAMES.get(t['model'], t['model'])} at {t['image_size']} px ({_weights(t['weights'])}), "
+            f"{t['dtype'].replace('bfloat16', 'bf16').replace('float32', 'fp32')} (`--amp auto`); prediction: "
+            f"{t['images']} images ({t['source']}) in batches of {t['predict_batch_size']}; training: the production step "
+            f"on batches of {t['train_batch_size']}, {t['train_steps']} steps per pass; medians of {_passes(t['repeats'])}. "
+            f"Load: {t['load']}")
+    m = {k: v for k, v in j["machine"].items() if k != "torch_threads"}  # the threads vary here: they are the rows
+    return (table(["torch threads", "concurrent load", "prediction (images/s)", "training (images/s)"], rows) + "\n\n" +
+            caption(data, m, CPU_SPEED, j["command"])[:-1] + _smoke(j) + "*")
 
 
 # ------------------------------------------------------------------------------------------------------ RSNA 100x100
@@ -439,6 +521,7 @@ TABLES = {
     "h100-pipeline": h100_pipeline, "h100-predict": h100_predict,
     "rsna100-results": rsna100_results, "rsna100-ablation": rsna100_ablation, "rsna100-search": rsna100_search,
     "rsna100-cv": rsna100_cv, "speed-summary": speed_summary,
+    "cpu-speed": cpu_speed, "threads-under-load": threads_under_load,
 }
 
 
@@ -484,7 +567,12 @@ def main(argv=None) -> int:
     p.add_argument("--list", action="store_true", help="list the table names")
     p.add_argument("--write", nargs="*", metavar="FILE", help="regenerate the marked tables in FILES")
     p.add_argument("--check", nargs="*", metavar="FILE", help="exit 1 if a marked table in FILES is out of date")
+    p.add_argument("--results", metavar="DIR", default=None, help="read the JSON files from DIR instead of "
+                   "benchmarks/results/ (DIR/rsna100/ for the RSNA 100x100 tables), e.g. to look at a smoke test")
     args = p.parse_args(argv)
+    if args.results:
+        global RESULTS, RSNA100
+        RESULTS = Path(args.results).resolve(); RSNA100 = RESULTS / "rsna100"
     if args.list: print("\n".join(TABLES)); return 0
     if args.name:
         if args.name not in TABLES: print(f"tables.py: no table {args.name!r}; try --list", file=sys.stderr); return 2

@@ -9,8 +9,8 @@ times steps per second, over the GPU's dense bf16 peak.
 
 `pipeline` runs `bonexage.train.fit` end to end on a data set in the RSNA layout, twice, side by side:
 the original-style pipeline (fp32, every PNG decoded from disk in every epoch, torchvision augmentation on the CPU in
-DataLoader workers) and the fast one (preprocessing cache, augmentation on the device, AMP, channels_last, optionally
-torch.compile). Images/s are the training loop's own figures (`log.csv`), median over the epochs after the first.
+DataLoader workers) and the fast one (preprocessing cache, augmentation on the device, `--amp auto` with channels_last
+where it pays: bf16 on GPUs and on CPUs that compute it natively, else fp32; optionally torch.compile). Images/s are the training loop's own figures (`log.csv`), median over the epochs after the first.
 
     python benchmarks/train_step.py --what steps            # CPU: convnext_atto, 128 px
     python benchmarks/train_step.py --device cuda           # GPU: convnext_tiny, 512 px, batch 32 and 64
@@ -62,15 +62,16 @@ def parse_args(argv=None):
     p.add_argument("--data", default=None, help="pipeline: a data set in the RSNA layout (e.g. from bonexage-synth); "
                    "default: a layout of links to --images")
     p.add_argument("--images", default=None, help="pipeline without --data: a folder of radiographs repeated to --items "
-                   "(default: the raw RSNA samples)")
+                   "(default: the raw RSNA samples, $BONEXAGE_SAMPLES/raw or shared/data/rsna-samples/raw)")
     p.add_argument("--items", type=int, default=None, help="pipeline: training images per epoch (default: 1024 on a GPU, 64 on the CPU)")
     p.add_argument("--pipeline-batch-size", type=int, default=None, help="pipeline batch size (default: 64 on a GPU, 16 on the CPU)")
-    p.add_argument("--workers", type=int, default=None, help="pipeline: DataLoader workers (default: one per core, at most 16)")
+    p.add_argument("--workers", "--num-workers", type=int, default=None,
+                   help="pipeline: DataLoader workers (default: one per core, at most 16)")
     p.add_argument("--epochs", type=int, default=3, help="pipeline: epochs per run; the first is a warm-up")
     p.add_argument("--pipelines", default="original,fast", help="comma-separated: original, fast, fast_compile")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's, one per core); "
                    "on a CPU shared with other jobs, 1 avoids OpenMP threads waiting on descheduled siblings")
-    p.add_argument("--out", default=None, help="also write the JSON result to this file")
+    _common.add_output_option(p)
     p.add_argument("--quick", action="store_true", help="smoke test: tiny sizes, one repeat, no compile")
     p.add_argument("--child", default=None, help=argparse.SUPPRESS)
     a = p.parse_args(argv)
@@ -83,7 +84,7 @@ def parse_args(argv=None):
     a.items, a.pipeline_batch_size = pick(a.items, 1024, 64), pick(a.pipeline_batch_size, 64, 16)
     a.workers, a.isolate = pick(a.workers, min(16, os.cpu_count() or 1), os.cpu_count() or 1), pick(a.isolate, False, True)
     a.variants = a.variants or ("fp32,amp_cl" if a.quick else ",".join(VARIANTS))
-    if a.threads: torch.set_num_threads(a.threads)
+    if unknown := set(a.variants.split(",")) - set(VARIANTS): p.error(f"unknown --variants {sorted(unknown)}: use {', '.join(VARIANTS)}")
     if a.quick:
         a.image_size, a.batch_sizes, a.steps, a.warmup, a.repeats = 64, "4", 2, 1, 1
         a.items, a.pipeline_batch_size, a.epochs = 16, 4, 2
@@ -108,13 +109,15 @@ def count_flops(model, image, male)->int:
 def measure_steps(spec:dict)->dict:
     "Images/s, memory and FLOPs of the production training step for one variant and batch size."
     import torch
-    from bonexage.model import BoneAgeModel
-    from bonexage.train import DistEnv, TrainConfig, amp_dtype, make_loss, train_one_epoch
+    from bonexage.core import amp_dtype, set_threads
+    from bonexage.model import BoneAgeModel, ModelConfig
+    from bonexage.train import ComputeConfig, DistEnv, TrainConfig, make_loss, train_one_epoch
     device, (amp, channels_last, compiled) = torch.device(spec["device"]), VARIANTS[spec["variant"]]
-    if spec.get("threads"): torch.set_num_threads(spec["threads"])
+    if spec.get("threads"): set_threads(spec["threads"])
     b, s = spec["batch_size"], spec["image_size"]
     torch.manual_seed(0)
-    model = BoneAgeModel(spec["backbone"], pretrained=False, image_size=s).to(device)
+    model_config = ModelConfig(backbone=spec["backbone"], image_size=s)
+    model = BoneAgeModel(model_config).to(device)
     if channels_last: model = model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
@@ -123,7 +126,7 @@ def measure_steps(spec:dict)->dict:
     image = torch.randint(0, 256, (b, 1, s, s), dtype=torch.uint8, device=device)
     male, age = (torch.rand(b, device=device) < 0.5).float(), torch.rand(b, device=device) * 200
     flops = count_flops(model, image, male)
-    cfg = TrainConfig(progress=False, augment="none", epochs=1, backbone=spec["backbone"], image_size=s, batch_size=b)
+    cfg = TrainConfig(model=model_config, compute=ComputeConfig(progress=False), augment="none", epochs=1, batch_size=b)
     run = torch.compile(model) if compiled else model
     epoch = lambda n: train_one_epoch(run, [(image, male, age, None)] * n, optimizer, scheduler, scaler, make_loss("l1"),
                                       cfg, device, dtype, DistEnv(), 0)
@@ -187,34 +190,39 @@ def linked_rsna_layout(images:Path, items:int, dest:Path)->Path:
 
 def measure_pipeline(kind:str, a, data:Path, scratch:Path)->dict:
     "Train with bonexage.train.fit, original-style or fast, and return its images/s after the warm-up epoch."
-    from bonexage.train import TrainConfig, fit
+    from bonexage.core import amp_dtype, resolve_device, use_channels_last
     from bonexage.data import load_split
+    from bonexage.model import ModelConfig
+    from bonexage.train import ComputeConfig, TrainConfig, check_config, fit
     n = len(load_split(data, "training"))
     valid_frac = max(2 / n, 0.02)
-    base = TrainConfig(data_dir=str(data), out_dir=str(scratch/kind), backbone=a.backbone, pretrained=False,
-                       image_size=a.image_size, epochs=a.epochs, batch_size=a.pipeline_batch_size, warmup_epochs=0,
-                       valid_frac=valid_frac, limit=a.items, num_workers=a.workers, device=a.device, progress=False,
-                       overwrite=True)
-    cfg = dict(original=replace(base, augment="cpu", amp="off", channels_last=False, compile=False, no_cache=True),
-               fast=replace(base, augment="device", amp="auto" if a.device.startswith("cuda") else "bf16",
-                            channels_last=True, cache=str(scratch/"cache")),
-               )
-    cfg["fast_compile"] = replace(cfg["fast"], compile=True)
+    base = TrainConfig(data_dir=str(data), out_dir=str(scratch/kind), model=ModelConfig(backbone=a.backbone, image_size=a.image_size),
+                       pretrained=False, epochs=a.epochs, batch_size=a.pipeline_batch_size, warmup_epochs=0,
+                       valid_frac=valid_frac, limit=a.items,
+                       compute=ComputeConfig(workers=a.workers, device=a.device, progress=False))
+    # fast: the production defaults (amp auto: bf16 on GPUs and on CPUs that compute it natively; channels_last where
+    # it pays); original: fp32, contiguous, every image decoded in every epoch
+    compute = dict(original=replace(base.compute, amp="off", channels_last=False, compile=False, no_cache=True),
+                   fast=replace(base.compute, amp="auto", channels_last=None, cache=str(scratch/"cache")))
+    compute["fast_compile"] = replace(compute["fast"], compile=True)
+    c = check_config(replace(base, augment="cpu" if kind == "original" else "device", compute=compute[kind]))
     t0 = time.perf_counter()
-    with contextlib.redirect_stdout(sys.stderr): history = fit(cfg[kind])["history"]
+    with contextlib.redirect_stdout(sys.stderr): history = fit(c, overwrite=True)["history"]
     rates = history.images_per_s.tolist()[1:] or history.images_per_s.tolist()
-    c = cfg[kind]
+    cc, device = c.compute, resolve_device(a.device)
+    dtype = amp_dtype(device, cc.amp)
     return dict(pipeline=kind, images_per_s=round(_common.median(rates), 2), runs=[round(r, 2) for r in rates],
                 first_epoch_images_per_s=round(history.images_per_s[0], 2), wall_seconds=round(time.perf_counter() - t0, 1),
-                limit=c.limit, batch_size=c.batch_size, workers=c.num_workers,
-                augment=c.augment, amp=c.amp, channels_last=c.channels_last, compile=c.compile, cache=not c.no_cache)
+                limit=c.limit, batch_size=c.batch_size, workers=cc.workers,
+                augment=c.augment, amp=cc.amp, dtype=str(dtype).replace("torch.", "") if dtype else "float32",
+                channels_last=cc.channels_last if cc.channels_last is not None else use_channels_last(device, dtype),
+                compile=cc.compile, cache=not cc.no_cache)
 
 
 def pipeline_benchmark(a, scratch:Path)->dict:
     if a.data: data, source = Path(a.data), f"RSNA layout at {a.data}"
     else:
-        images = Path(a.images) if a.images else _common.find_samples()
-        if images is None: raise SystemExit("pipeline: give --data or --images (the RSNA samples were not found)")
+        images = _common.images_folder(a.images)
         data, source = linked_rsna_layout(images, a.items, scratch/"data"), f"{images} repeated to {a.items} items (links)"
     rows = []
     for kind in a.pipelines.split(","):
@@ -230,11 +238,14 @@ def pipeline_benchmark(a, scratch:Path)->dict:
 
 def main(argv=None):
     a = parse_args(argv)
-    _common.use_pydicom_stub()
+    _common.use_stubs()
+    if a.threads:
+        from bonexage.core import set_threads
+        set_threads(a.threads)
     if a.child:
         print("RESULT " + json.dumps(measure_steps(json.loads(a.child))), flush=True)
         return
-    result = dict(benchmark="train_step", machine=_common.machine_info(), command=" ".join(sys.argv),
+    result = dict(benchmark="train_step", machine=_common.machine_info(a.device), command=" ".join(sys.argv),
                   config={k: v for k, v in vars(a).items() if k not in ("child", "out")})
     import torch
     name = torch.cuda.get_device_name() if a.device.startswith("cuda") else None

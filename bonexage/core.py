@@ -125,7 +125,7 @@ def describe_os_error(
 )->str:                   # "PATH: cannot write: no space left on device"
     "One plain line that says which file could not be written and why."
     reason = _REASONS.get(getattr(error, "errno", None))
-    if reason is None and "inline_container" in str(error) or "file write failed" in str(error):
+    if reason is None and ("inline_container" in str(error) or "file write failed" in str(error)):
         reason = "the write failed (is the disk full?)"
     return f"{path}: cannot write: {reason or str(error).splitlines()[0]}"
 
@@ -193,7 +193,9 @@ def check_output_dir(
         path.mkdir(parents=True, exist_ok=True)
         write_bytes_atomic(path/f".bonexage-write-test-{os.getpid()}", b"")
         (path/f".bonexage-write-test-{os.getpid()}").unlink()
-    except OSError as e: raise UsageError(f"{what} {describe_os_error(e, path).removeprefix(f'{path}: ')}") from None
+    except OSError as e:  # the probe's OutputError wraps the OSError that says why
+        cause = e.__cause__ if isinstance(e, OutputError) and isinstance(e.__cause__, OSError) else e
+        raise UsageError(f"{what} {describe_os_error(cause, path)}") from None
     return path
 
 def check_output_file(

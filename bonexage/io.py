@@ -21,7 +21,7 @@ _log = get_logger("bonexage.io")  # by name, so that this notebook logs where th
 # %% auto #0
 __all__ = ['IMAGE_SUFFIXES', 'MIN_SIDE', 'MAX_PIXELS', 'RESIZE_MODES', 'RadiographError', 'Radiograph', 'is_dicom',
            'load_radiograph', 'read_radiograph', 'check_resize_mode', 'prepare', 'to_uint8', 'load_prepared',
-           'find_rsna_samples']
+           'read_prepared', 'find_rsna_samples']
 
 # %% ../nbs/01_io.ipynb #cd397884
 class RadiographError(ValueError):
@@ -330,6 +330,11 @@ def to_uint8(
     return np.rint(np.clip(img, 0, 1) * 255).astype(np.uint8)
 
 # %% ../nbs/01_io.ipynb #f9ca8ca1
+def _prepare_uint8(pixels:np.ndarray, size:int, resize_mode:str)->np.ndarray:
+    "Decoded pixels (uint8, or float in [0, 1]) to a uint8 (size, size) network input; the 8-bit fast path for uint8."
+    if pixels.dtype == np.uint8: return np.array(_fit(Image.fromarray(pixels), size, resize_mode))
+    return to_uint8(prepare(pixels, size, resize_mode))
+
 def load_prepared(
     path,                  # any file `load_radiograph` reads
     size:int,              # side of the square output, in pixels
@@ -338,9 +343,16 @@ def load_prepared(
     "Read, resize and quantise one radiograph: the single preprocessing path of training, caches and prediction."
     radiograph = _load(path, keep_uint8=True)
     if radiograph.warning: _log.warning(f"{path}: {radiograph.warning}")
-    pixels = radiograph.pixels
-    if pixels.dtype == np.uint8: return np.array(_fit(Image.fromarray(pixels), size, resize_mode))  # 8-bit fast path
-    return to_uint8(prepare(pixels, size, resize_mode))
+    return _prepare_uint8(radiograph.pixels, size, resize_mode)
+
+def read_prepared(
+    path,           # any file `load_radiograph` reads
+    settings:list,  # (size, resize_mode) pairs
+)->tuple:           # ([uint8 (size, size) per setting], the Radiograph: what the file says, and its warning)
+    "Decode a file once and prepare it at every setting, keeping what the file says for the caller to report."
+    radiograph = _load(path, keep_uint8=True)
+    return [_prepare_uint8(radiograph.pixels, size, mode) for size, mode in settings], radiograph
+
 
 # %% ../nbs/01_io.ipynb #d3b2f1e2
 def find_rsna_samples(

@@ -5,7 +5,7 @@
 # %% ../nbs/05_model.ipynb #68bf1aff
 from __future__ import annotations
 
-import json, numbers, re
+import json, numbers, re, warnings
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -318,7 +318,8 @@ def read_checkpoint(
         hint = " (an ONNX model: run it with bonexage.export.OnnxModel)" if path.suffix == ".onnx" else ""
         raise CheckpointError(f"{path}: {_NOT_A_CHECKPOINT[kind]}{hint}")
     try:
-        with torch.serialization.safe_globals(_numpy_scalar_globals()):
+        with torch.serialization.safe_globals(_numpy_scalar_globals()), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # e.g. torch's note on a pickle protocol: the error below says what matters
             obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e: raise CheckpointError(f"{path}: {_load_failure(e)}") from e
     if not isinstance(obj, dict): raise CheckpointError(f"{path}: expected a dict of weights, found {type(obj).__name__}")

@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 from . import core
 from .calibrate import BiasCorrection, ConformalIntervals
 from .data import TableError, format_age, image_index, parse_sex, read_table
-from .io import RadiographError, is_dicom, load_prepared, load_radiograph, prepare, to_uint8
+from .io import RadiographError, load_prepared, read_prepared
 from .model import CheckpointError, model_from_checkpoint, read_checkpoint
 from .reference import assess, check_chronological_age, chronological_age_from_dates, format_assessment
 
@@ -70,12 +70,13 @@ class PredictionResult:
 def read_for_prediction(
     path,           # any file bonexage.io reads
     settings:list,  # distinct (image_size, resize_mode) pairs: one prepared image each
-)->tuple:           # ([uint8 (S, S) per setting], what a DICOM header says: male, chronological_age_months, age_warning)
-    "The network inputs for one file and what its DICOM header records about the patient; raises RadiographError."
-    if not is_dicom(path): return [load_prepared(path, size, mode) for size, mode in settings], {}
-    r = load_radiograph(path)  # DICOM pixels are float: load_prepared would do exactly what follows
-    header = dict(male=r.male, chronological_age_months=r.chronological_age_months, age_warning=r.age_warning)
-    return [to_uint8(prepare(r.pixels, size, mode)) for size, mode in settings], header
+)->tuple:           # ([uint8 (S, S) per setting], what the file says: male, chronological_age_months, age_warning, warning)
+    "The network inputs for one file, decoded once, and what the file records or warns about; raises RadiographError."
+    images, r = read_prepared(path, settings)
+    header = dict(male=r.male, chronological_age_months=r.chronological_age_months, age_warning=r.age_warning,
+                  warning=r.warning)
+    return images, {k: v for k, v in header.items() if v is not None}
+
 
 # %% ../nbs/07_predict.ipynb #d66a093a
 def _sex_letter(male:bool)->str:
@@ -162,7 +163,7 @@ class PredictionImages(Dataset):
         except (RadiographError, OSError) as e: return i, None, self.male[i], self.ages[i], _reason(e, self.paths[i]), None
         male, error, sex_warning = resolve_sex(self.male[i], header.get("male"), self.needs_sex)
         age, age_warning = resolve_age(self.ages[i], header.get("chronological_age_months"), header.get("age_warning"))
-        return i, None if error else images, male, age, error, _join(sex_warning, age_warning)
+        return i, None if error else images, male, age, error, _join(header.get("warning"), sex_warning, age_warning)
 
 # %% ../nbs/07_predict.ipynb #3604a7ac
 def collate_predictions(items:list)->dict:

@@ -57,7 +57,7 @@ def _merge_streams(outputs: list) -> list:
         if out.get("output_type") == "stream":
             text = re.sub(r"[^\n]\x08", "", out["text"])
             out["text"] = re.sub(r"[^\n]*\r(?=[^\n])", "", text)
-    return merged
+    return [o for o in merged if not (o.get("output_type") == "stream" and not o["text"].strip())]
 
 
 def _texts(out: dict):

@@ -132,7 +132,8 @@ def stage(nbs_dir: Path = NBS, site: Path = SITE) -> list:
         nbformat.write(for_reader(nb), docs / path.name)
     for asset in nbs_dir.rglob("*"):
         rel = asset.relative_to(nbs_dir)
-        if asset.suffix.lower() in ASSETS and not any(p.startswith((".", "_")) for p in rel.parts):
+        if asset.suffix.lower() in ASSETS and not any(p.startswith((".", "_")) for p in rel.parts) \
+                and rel.parts[0] not in ("tutorial-work", "reports"):
             (docs / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(asset, docs / rel)
     (docs / "stylesheets").mkdir()

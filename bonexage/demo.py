@@ -117,7 +117,7 @@ def _report(out:dict)->str:
              f"({out['precision']}): {out['train_seconds'] / 60:.1f} min (data {out['data_seconds']:.0f} s)",
              f"  valid MAE   {out['valid_mae']:.1f} months (best epoch {out['best_epoch']})",
              f"  test MAE    {out['test_mae']:.1f} months, RMSE {out['test_rmse']:.1f}",
-             f"  baseline    {out['baseline_mae']:.1f} months (predict the mean training age); model/baseline = {ratio:.2f} "
+             f"  baseline    {out['baseline_mae']:.1f} months (predict the mean training age); model/baseline = {ratio:.3f} "
              f"({'meets' if ratio <= 0.25 else 'MISSES'} the 0.25 bar)",
              f"  checkpoint  {out['best_path']}  (log: {out['log_path']})",
              f"  report      {out['report']}",

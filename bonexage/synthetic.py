@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from PIL import Image, ImageDraw, ImageFilter
-from tqdm import tqdm
+from tqdm.auto import tqdm
 
 from .core import (EXIT_OK, EXIT_USAGE, MAX_IMAGE_SIZE, MIN_IMAGE_SIZE, ArgumentParser, UsageError, add_progress_option,
                            add_workers_option, atomic_write, available_cores, bounded_int, check_output_dir,

@@ -77,9 +77,11 @@ def machine_paths() -> list:
 
 
 def scrub_paths(nb, root: Path = ROOT, forbidden=None) -> list:
-    "Replace `root` by '.' in every text output; return (cell number, snippet) for each other machine path left."
+    "Replace `root` by '.' and temporary folders by '<tmp>' in every text output; return (cell, snippet) for other machine paths."
     roots = sorted({str(root), str(root.resolve())}, key=len, reverse=True)
     root_re = re.compile("|".join(re.escape(r) for r in roots) + r"(?![\w.-])")
+    # a throwaway folder of tempfile (tmpab12cd, bonexage-xyz, ipykernel_123) means nothing to a reader: "<tmp>"
+    temp_re = re.compile(re.escape(tempfile.gettempdir()) + r"/(?:tmp|ipykernel_|bonexage-)[\w.-]*")
     forbidden_re = re.compile("(" + "|".join(re.escape(p) for p in forbidden or machine_paths()) + r")(?![\w.-])")
     found = []
     for number, cell in enumerate(nb.cells, 1):
@@ -87,7 +89,7 @@ def scrub_paths(nb, root: Path = ROOT, forbidden=None) -> list:
             for holder, key in _texts(out):
                 text = holder[key]
                 if isinstance(text, list): text = "".join(text)
-                text = root_re.sub(".", text)
+                text = temp_re.sub("<tmp>", root_re.sub(".", text))
                 holder[key] = text
                 for m in forbidden_re.finditer(text):
                     found.append((number, text[max(0, m.start() - 30):m.end() + 40].replace("\n", " ")))
@@ -121,7 +123,8 @@ def run_notebook(path: str, skip_flags: list, cell_timeout: int) -> dict:
                     summary["skipped"][reason] = summary["skipped"].get(reason, 0) + 1
                     continue
                 client.execute_cell(cell, index)
-                cell.outputs = _merge_streams(cell.outputs)
+                # `#| output: false` (nbdev/Quarto: run, show nothing): e.g. figures of licensed radiographs
+                cell.outputs = [] if directives(cell.source).get("output:") == ["false"] else _merge_streams(cell.outputs)
                 summary["run"] += 1
         summary["paths"] = scrub_paths(nb, ROOT)
         nbformat.write(nb, path)

@@ -30,8 +30,9 @@ NPZ = os.environ.get("BONEXAGE_RSNA100_NPZ", str(ROOT / "data" / "rsna100_dev.np
 
 # Recipes; the search that led to them is recorded in nbs/13_rsna100.ipynb. Keys are bonexage-train settings.
 PRESETS = {
+    # amp "auto": bf16 where the CPU computes it natively (as on the AMX Xeon of the recorded runs), else fp32
     "cpu": dict(backbone="resnet18", image_size=96, epochs=18, batch_size=64, lr=2e-3, warmup_epochs=1,
-                weight_decay=1e-4, loss="l1", augment="device", amp="bf16", workers=0),
+                weight_decay=1e-4, loss="l1", augment="device", amp="auto", workers=0),
     "gpu": dict(backbone="convnext_tiny", image_size=160, epochs=60, batch_size=128, lr=1e-3, warmup_epochs=3,
                 weight_decay=0.05, loss="l1", augment="device", workers=8),
     # cheap enough for K runs: the cpu recipe at 64 px and 10 epochs; amp "auto" (bf16 where native, on a GPU too)

@@ -384,7 +384,7 @@ def _parser()->ArgumentParser:
     p.add_argument("--n-train", type=bounded_int(1, None, "--n-train"), default=2000, metavar="N", help="training images")
     p.add_argument("--n-test", type=bounded_int(0, None, "--n-test"), default=200, metavar="N",
                    help="test images, written with a ground-truth table; 0 for none")
-    size = bounded_int(MIN_SIDE, MAX_IMAGE_SIZE, "--image-size")
+    size = bounded_int(MIN_SIDE, MAX_IMAGE_SIZE, "image size")
     p.add_argument("--image-size", type=size, default=256, metavar="PIXELS",
                    help=f"side of the square images, {MIN_SIDE} (the smallest the reader accepts) to {MAX_IMAGE_SIZE}")
     p.add_argument("--size", dest="image_size", type=size, default=argparse.SUPPRESS, help=argparse.SUPPRESS)  # old name

@@ -13,24 +13,18 @@ builds a reader on synthetic phantoms and a tiny untrained ResNet-18. Through th
 Screenshots go to .browser-test/reader_*.png. Chromium is Debian's (/usr/bin/chromium), driven by Playwright.
 Exit status 0 when every check passed, 1 otherwise.
 """
-import argparse, contextlib, json, os, re, secrets, shutil, signal, socket, subprocess, sys, tempfile, time
-import urllib.request
+import argparse, json, re, secrets, shutil, sys, tempfile, time
 from pathlib import Path
 
 from playwright.sync_api import sync_playwright
 
+# JupyterLab, Chromium and the error check are browser_test.py's: one way to start and drive them
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from browser_test import CHROMIUM, FAILED_CELLS_JS, close_without_saving, free_port, jupyter_lab, launch  # noqa: E402
+
 ROOT = Path(__file__).resolve().parent.parent
 NBS, SHOTS = ROOT / "nbs", ROOT / ".browser-test"
 SCRATCH = NBS / "_test_browser_reader"  # nbs/_test_*/ is in .gitignore; nbdev skips folders starting with _
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
-# JupyterLab user settings: no autosave, every cell kept in the page, no news or update checks (no network).
-LAB_SETTINGS = {
-    "@jupyterlab/docmanager-extension/plugin.jupyterlab-settings": {"autosave": False},
-    "@jupyterlab/notebook-extension/tracker.jupyterlab-settings": {"windowingMode": "none"},
-    "@jupyterlab/apputils-extension/notification.jupyterlab-settings": {"fetchNews": "false", "checkForUpdates": False},
-}
 # The scratch notebook: a reader on phantoms and a tiny untrained model (its ages are noise; the page is what is tested).
 SETUP = """\
 import torch
@@ -41,21 +35,11 @@ model = BoneAgeModel(ModelConfig(backbone="resnet18", image_size=64))
 samples = phantom_samples("phantoms", size=192)"""
 SHOW = 'reader = BoneAgeReader(model, samples, device="cpu")\nreader'
 GIRL = "phantom: girl, 7 years 6 months"  # one of phantom_samples' labels
-FAILED_CELLS_JS = """() => [...document.querySelectorAll('.jp-Notebook .jp-Cell')].flatMap((cell, i) =>
-    [...cell.querySelectorAll('[data-mime-type="application/vnd.jupyter.error"]')]
-      .map(e => `cell ${i + 1}: ${e.innerText.trim().split('\\n').slice(-3).join(' | ')}`))"""
 IMAGES_JS = """() => [...document.querySelectorAll('.jp-OutputArea-output .widget-image')].map(img =>
     ({ok: img.complete && img.naturalWidth > 0, width: img.naturalWidth, height: img.naturalHeight}))"""
 
 
 def log(*args): print("browser-reader:", *args, flush=True)
-
-
-def free_port() -> int:
-    "A TCP port on 127.0.0.1 that nobody listens on now."
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def write_notebook(path: Path):
@@ -65,47 +49,6 @@ def write_notebook(path: Path):
     nb = {"cells": [cell(0, SETUP), cell(1, SHOW)], "nbformat": 4, "nbformat_minor": 5,
           "metadata": {"kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"}}}
     path.write_text(json.dumps(nb, indent=1))
-
-
-def stop(proc, what: str, grace: float = 15):
-    "Ask `proc` to stop, wait `grace` seconds, then kill its process group (kernels included)."
-    if proc.poll() is not None: return
-    proc.send_signal(signal.SIGTERM)  # Jupyter's clean shutdown: kernels first, then the server
-    try: proc.wait(grace)
-    except subprocess.TimeoutExpired:
-        log(f"{what} did not stop in {grace:.0f} s: killing it")
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(5)
-
-
-@contextlib.contextmanager
-def jupyter_lab(work: Path, port: int, token: str, start_timeout: float = 90):
-    "JupyterLab on 127.0.0.1:`port` serving nbs/, with its own config, runtime and settings folders; stopped on exit."
-    for name, value in LAB_SETTINGS.items():
-        (work / "settings" / name).parent.mkdir(parents=True, exist_ok=True)
-        (work / "settings" / name).write_text(json.dumps(value))
-    env = {k: v for k, v in os.environ.items() if k != "IN_TEST"}
-    env.update(OMP_NUM_THREADS=env.get("OMP_NUM_THREADS", "1"), JUPYTER_CONFIG_DIR=str(work / "config"),
-               JUPYTER_RUNTIME_DIR=str(work / "runtime"), JUPYTER_PLATFORM_DIRS="1")
-    cmd = [str(Path(sys.executable).parent / "jupyter"), "lab", "--no-browser", "--ServerApp.ip=127.0.0.1",
-           f"--ServerApp.port={port}", "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}",
-           f"--ServerApp.root_dir={NBS}", f"--LabApp.user_settings_dir={work / 'settings'}",
-           f"--LabApp.workspaces_dir={work / 'workspaces'}"] + ["--allow-root"] * (os.geteuid() == 0)  # containers
-    with open(work / "jupyter.log", "w") as out:
-        server = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        deadline = time.time() + start_timeout
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/api/status?token={token}", timeout=5)
-                break
-            except OSError:
-                if server.poll() is not None or time.time() > deadline:
-                    raise RuntimeError("JupyterLab did not start:\n" + (work / "jupyter.log").read_text()[-2000:])
-                time.sleep(0.5)
-        yield server
-    finally:
-        stop(server, "JupyterLab")
 
 
 def wait_kernel_ready(page, timeout: float, settle: float = 3):
@@ -127,16 +70,6 @@ def wait_all_ran(page, timeout: float):
         if prompts and all(re.fullmatch(r"\[\d+\]:", p) for p in prompts): return
         page.wait_for_timeout(500)
     raise TimeoutError(f"the cells had not all run after {timeout:.0f} s (prompts: {prompts})")
-
-
-def close_without_saving(page):
-    "File > Close Tab, then answer the 'save changes?' question with Discard (when it is asked)."
-    page.keyboard.press("Escape")
-    page.locator(".lm-MenuBar-itemLabel", has_text="File").first.click()
-    page.locator('.lm-Menu-item[data-command="application:close"]').click()
-    discard = page.locator(".jp-Dialog button", has_text="Discard")
-    with contextlib.suppress(Exception): discard.click(timeout=5_000)
-    page.wait_for_selector(".jp-Notebook", state="detached", timeout=10_000)
 
 
 class Reader:
@@ -244,7 +177,7 @@ def run(wait: float, run_timeout: float) -> list:
     try:
         with tempfile.TemporaryDirectory(prefix="bonexage-lab-") as work, jupyter_lab(Path(work), port, token), \
              sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+            browser = launch(p)
             page = browser.new_page(viewport={"width": 1500, "height": 1100})
             page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
             try: session(page, f"http://127.0.0.1:{port}/lab/tree/{SCRATCH.name}/reader.ipynb?token={token}", problems,

@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_core.ipynb #e6d3a162
 from __future__ import annotations
-import argparse, contextlib, errno, logging, os, platform, secrets, sys, time
+import argparse, contextlib, errno, logging, math, os, platform, secrets, sys, time
 from dataclasses import MISSING, fields
 from pathlib import Path
 
@@ -15,7 +15,7 @@ __all__ = ['AMP_CHOICES', 'EXIT_OK', 'EXIT_FAILED', 'EXIT_USAGE', 'MIN_IMAGE_SIZ
            'UsageError', 'resolve_device', 'cpu_has_bf16', 'amp_dtype', 'use_channels_last', 'autocast',
            'available_cores', 'default_threads', 'set_threads', 'OutputError', 'describe_os_error', 'atomic_write',
            'write_text_atomic', 'write_bytes_atomic', 'clean_stale_temps', 'check_output_dir', 'check_output_file',
-           'HelpFormatter', 'ArgumentParser', 'bounded_int', 'positive_float', 'add_compute_options',
+           'HelpFormatter', 'ArgumentParser', 'bounded_int', 'positive_float', 'fraction_arg', 'add_compute_options',
            'add_workers_option', 'add_progress_option', 'option', 'add_dataclass_options', 'run_command', 'get_logger',
            'setup_cli_logging', 'cpu_model', 'machine_info', 'describe_machine']
 
@@ -213,10 +213,11 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 MIN_IMAGE_SIZE, MAX_IMAGE_SIZE = 32, 2048  # px; 2048 px already needs about 20 GB of activations for ConvNeXt-Tiny
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    "Shows an option's default unless it is None or False, or its help already says it."
+    "Shows an option's default where it says something: not None, [] or a flag's, nor when the help already says it."
     def _get_help_string(self, action):
         text = action.help or ""
-        if action.default in (None, False) or "default" in text.lower(): return text
+        if action.default is None or action.default is False or action.default == [] or action.nargs == 0 \
+                or "default" in text.lower(): return text
         return super()._get_help_string(action)
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -248,6 +249,13 @@ def positive_float(text:str)->float:
     try: x = float(text)
     except ValueError: raise argparse.ArgumentTypeError(f"expected a number, not {text!r}") from None
     if not (x > 0 and x < float("inf")): raise argparse.ArgumentTypeError(f"expected a number above 0, not {text}")
+    return x
+
+def fraction_arg(text:str)->float:
+    "An argparse `type` accepting a fraction strictly between 0 and 1, such as a coverage of 0.9."
+    try: x = float(text)
+    except ValueError: x = math.nan
+    if not 0 < x < 1: raise argparse.ArgumentTypeError(f"expected a fraction between 0 and 1 (e.g. 0.9), not {text!r}")
     return x
 
 image_size_arg = bounded_int(MIN_IMAGE_SIZE, MAX_IMAGE_SIZE, "image size")

@@ -14,7 +14,7 @@ import seaborn as sns
 from matplotlib.figure import Figure
 
 from .calibrate import coverage_table
-from .core import (EXIT_FAILED, EXIT_OK, EXIT_USAGE, ArgumentParser, UsageError, add_compute_options,
+from .core import (EXIT_FAILED, EXIT_OK, EXIT_USAGE, ArgumentParser, UsageError, add_compute_options, fraction_arg,
                            add_progress_option, add_workers_option, atomic_write, bounded_int, check_output_dir,
                            clean_stale_temps, describe_machine, get_logger, image_size_arg, run_command, set_threads,
                            write_text_atomic)
@@ -472,16 +472,9 @@ def evaluate(
         if model_paths is None: raise UsageError("pass model_paths or a predictor")
         predictor = Predictor.from_checkpoint(model_paths, **predictor_options)
     predictions = predict_table(predictor, labelled, progress)
-    res = write_report(out_dir, predictions, _info(predictor, model_paths, table, image_dir), title, getattr(predictor, "coverage", None) if getattr(predictor, "conformal", None) else None)
+    coverage = getattr(predictor, "coverage", None) if getattr(predictor, "conformal", None) else None  # intervals only when calibrated
+    res = write_report(out_dir, predictions, _info(predictor, model_paths, table, image_dir), title, coverage)
     return dict(res, predictions=predictions, n_failed=int(predictions.problem.notna().sum()))
-
-# %% ../nbs/08_evaluate.ipynb #2a9fa302
-def _fraction(text:str)->float:
-    "An argparse `type` for a coverage strictly between 0 and 1."
-    try: x = float(text)
-    except ValueError: x = math.nan
-    if not 0 < x < 1: raise argparse.ArgumentTypeError(f"expected a fraction between 0 and 1, e.g. 0.9, not {text!r}")
-    return x
 
 # %% ../nbs/08_evaluate.ipynb #6f8986a8
 def build_parser()->ArgumentParser:
@@ -501,7 +494,7 @@ def build_parser()->ArgumentParser:
     p.add_argument("--tta", action="store_true", help="test-time augmentation: also predict each mirrored image and average")
     p.add_argument("--bias-correction", action=argparse.BooleanOptionalAction, default=True,
                    help="apply the bias correction the model carries (its intervals belong to the corrected estimate)")
-    p.add_argument("--coverage", type=_fraction, default=0.9, help="coverage of the prediction intervals, when the model has them")
+    p.add_argument("--coverage", type=fraction_arg, default=0.9, help="coverage of the prediction intervals, when the model has them")
     add_compute_options(p); add_workers_option(p, None, "image decoding (default: the predictor's choice)"); add_progress_option(p)
     return p
 

@@ -552,12 +552,8 @@ def read_image_table(
 _USAGE = """bonexage-predict [options] IMAGE_LIST SEX [IMAGE_SIZE] [MODEL_PATH ...]
        bonexage-predict [options] --table CSV [--image-dir DIR] [--model MODEL_PATH ...]"""
 
-class _HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
-    "Help that keeps the epilog's line breaks and shows the defaults that say something (not None, [] or a flag's)."
-    def _get_help_string(self, action):
-        "An option's help, with its default when that default is informative."
-        if action.default is None or action.default == [] or action.nargs == 0: return action.help
-        return super()._get_help_string(action)
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter, core.HelpFormatter):
+    "The shared help (defaults where they say something), keeping the epilog's line breaks."
 
 # %% ../nbs/07_predict.ipynb #275ef42e
 _EPILOG = f"""\
@@ -593,12 +589,6 @@ def _months_arg(text:str)->float:
     if not math.isfinite(months): raise argparse.ArgumentTypeError(f"expected a number of months, not {text!r}")
     return months
 
-def _fraction_arg(text:str)->float:
-    "An argparse `type` for --coverage: a number strictly between 0 and 1."
-    try: value = float(text)
-    except ValueError: value = math.nan
-    if not 0 < value < 1: raise argparse.ArgumentTypeError(f"expected a fraction between 0 and 1 (e.g. 0.9), not {text!r}")
-    return value
 
 # %% ../nbs/07_predict.ipynb #77a6ecf3
 def _input_options(p:argparse.ArgumentParser):
@@ -630,7 +620,7 @@ def _model_options(p:argparse.ArgumentParser):
     core.add_compute_options(g)
     g.add_argument("--no-bias-correction", dest="bias_correction", action="store_false",
                    help="leave the models' bias correction (and so their interval) unapplied")
-    g.add_argument("--coverage", type=_fraction_arg, default=0.9, help="coverage of the calibrated interval")
+    g.add_argument("--coverage", type=core.fraction_arg, default=0.9, help="coverage of the calibrated interval")
 
 # %% ../nbs/07_predict.ipynb #511dff67
 def _output_options(p:argparse.ArgumentParser):

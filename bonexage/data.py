@@ -365,6 +365,13 @@ class AugmentConfig:
         for ok, rule in checks:
             if not ok: raise ValueError(f"AugmentConfig needs {rule}: {self}")
 
+    def scaled(self, strength:float)->"AugmentConfig":
+        "The same augmentation with rotation, shift, zoom, brightness and contrast ranges times `strength` (flips kept)."
+        if not 0 <= strength <= 2: raise ValueError(f"augmentation strength must be from 0 to 2, not {strength}")
+        lo, hi = self.scale
+        return AugmentConfig(self.rotation * strength, self.translate * strength, (1 - (1 - lo) * strength,
+                             1 + (hi - 1) * strength), self.hflip, self.brightness * strength, self.contrast * strength)
+
 # %% ../nbs/02_data.ipynb #0bfcc839
 def train_transform(
     aug:AugmentConfig=AugmentConfig(),  # augmentation settings

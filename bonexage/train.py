@@ -14,6 +14,7 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel as DDP
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 from torch.utils.data.distributed import DistributedSampler
 from tqdm.auto import tqdm
@@ -32,9 +33,9 @@ log = core.get_logger("bonexage.train")  # not __name__: under `python -m bonexa
 __all__ = ['log', 'LOSSES', 'AUGMENT_CHOICES', 'ComputeConfig', 'fold_arg', 'TrainConfig', 'check_config', 'config_from_dict',
            'resume_changes', 'make_loss', 'lr_factor', 'DistEnv', 'dist_env', 'reduce_sums', 'sample_seed',
            'SeededSampler', 'SeededDataset', 'make_tables', 'make_caches', 'augment_where', 'make_datasets',
-           'make_loaders', 'make_training', 'DivergedError', 'train_one_epoch', 'evaluate_loader', 'predict_loader',
-           'run_dir', 'check_run', 'agreement', 'fold_calibration', 'pool_folds', 'fit', 'launch', 'build_parser',
-           'config_from_args', 'main']
+           'make_loaders', 'make_training', 'make_ema', 'DivergedError', 'train_one_epoch', 'evaluate_loader',
+           'predict_loader', 'run_dir', 'check_run', 'agreement', 'fold_calibration', 'pool_folds', 'fit', 'launch',
+           'build_parser', 'config_from_args', 'main']
 
 # %% ../nbs/06_train.ipynb #840d6901
 @dataclass(frozen=True)
@@ -76,9 +77,11 @@ class TrainConfig:
     weight_decay: float = option(1e-4, "AdamW weight decay", on_resume="apply")
     warmup_epochs: float = option(5.0, "linear warm-up length in epochs, then cosine decay", on_resume="apply")
     min_lr_ratio: float = option(0.01, "final learning rate as a fraction of --lr", on_resume="apply")
+    ema: float = option(0.0, "decay per step of an exponential moving average of the weights, e.g. 0.995 (about the last 200 steps); validation, best.pth and last.pth's model use the average (0: off)", on_resume="refuse")
     grad_clip: float = option(1.0, "clip the gradient norm to this value (0 disables)", on_resume="apply")
     loss: str = option("l1", "training loss: L1 (MAE) or the mean of L1 and MSE", choices=LOSSES, on_resume="apply")
     augment: str = option("auto", "where augmentation runs (auto: device on GPUs, else cpu)", choices=AUGMENT_CHOICES, on_resume="apply")
+    aug_strength: float = option(1.0, "scales the random rotation, shift, zoom, brightness and contrast (1: the defaults of 02_data, 0: flips only)", on_resume="apply")
     valid_frac: float = option(0.1, "held-out fraction when the data has no validation split", on_resume="refuse")
     limit: int = option(None, "use only this many training images (quick experiments)", on_resume="refuse")
     seed: int = option(42, "random seed: initialisation, shuffling, augmentation, and the split", on_resume="refuse")
@@ -100,8 +103,10 @@ def check_config(cfg:TrainConfig)->TrainConfig:
              (cfg.weight_decay >= 0, f"--weight-decay must be 0 or more, not {cfg.weight_decay}"),
              (cfg.warmup_epochs >= 0, f"--warmup-epochs must be 0 or more, not {cfg.warmup_epochs}"),
              (0 <= cfg.min_lr_ratio <= 1, f"--min-lr-ratio must be from 0 to 1, not {cfg.min_lr_ratio}"),
+             (0 <= cfg.ema < 1, f"--ema must be from 0 (off) to below 1, not {cfg.ema}"),
              (cfg.grad_clip >= 0, f"--grad-clip must be 0 (off) or more, not {cfg.grad_clip}"),
              (cfg.loss in LOSSES, f"--loss must be one of {', '.join(LOSSES)}, not {cfg.loss!r}"),
+             (0 <= cfg.aug_strength <= 2, f"--aug-strength must be from 0 to 2, not {cfg.aug_strength}"),
              (cfg.augment in AUGMENT_CHOICES, f"--augment must be one of {', '.join(AUGMENT_CHOICES)}, not {cfg.augment!r}"),
              (0 < cfg.valid_frac < 1, f"--valid-frac must be between 0 and 1, not {cfg.valid_frac}"),
              (cfg.limit is None or cfg.limit >= 1, f"--limit must be at least 1, not {cfg.limit}"),
@@ -285,7 +290,7 @@ def augment_where(
 def make_datasets(cfg:TrainConfig, train:pd.DataFrame, valid:pd.DataFrame, device=torch.device("cpu"),
                   images:tuple=(None, None))->tuple:
     "Separate training (augmented on the CPU, or not) and validation (deterministic) datasets, cached or decoding."
-    tfm = train_transform(AugmentConfig()) if augment_where(cfg.augment, device) == "cpu" else None
+    tfm = train_transform(AugmentConfig().scaled(cfg.aug_strength)) if augment_where(cfg.augment, device) == "cpu" else None
     size, mode = cfg.model.image_size, cfg.model.resize_mode
     return (BoneAgeDataset(train, size, mode, transform=tfm, images=images[0]),
             BoneAgeDataset(valid, size, mode, images=images[1]))
@@ -325,6 +330,11 @@ def make_training(
     scaler = torch.amp.GradScaler(torch.device(device).type, enabled=dtype == torch.float16)
     return model, optimizer, scheduler, scaler
 
+def make_ema(model:BoneAgeModel, decay:float)->AveragedModel|None:
+    "An exponential moving average of `model`'s weights and batch-norm statistics (None when decay is 0)."
+    if not decay: return None
+    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+
 # %% ../nbs/06_train.ipynb #e7838e01
 class DivergedError(RuntimeError):
     "Training produced a non-finite loss or non-finite weights."
@@ -351,18 +361,19 @@ def _progress(loader, description:str, show:bool):
     "A progress bar over `loader` (sparse when stderr is not a terminal), or a silent one."
     return tqdm(loader, desc=description, disable=not show, leave=False, mininterval=0.5 if sys.stderr.isatty() else 10)
 
-def train_one_epoch(model, loader, optimizer, scheduler, scaler, loss_fn, cfg, device, dtype, env, epoch)->dict:
+def train_one_epoch(model, loader, optimizer, scheduler, scaler, loss_fn, cfg, device, dtype, env, epoch, ema=None)->dict:
     "Train for one epoch; return the mean loss, MAE, images/s and seconds."
     model.train()
     sums = torch.zeros(3, dtype=torch.float64, device=device)  # loss*n, |error|, n
     bar = _progress(loader, f"epoch {epoch + 1}/{cfg.epochs}", cfg.compute.progress and env.is_main)
     start, every = time.perf_counter(), max(1, min(20, len(loader) // 4))
-    on_device, aug = augment_where(cfg.augment, device) == "device", AugmentConfig()
+    on_device, aug = augment_where(cfg.augment, device) == "device", AugmentConfig().scaled(cfg.aug_strength)
     for step, (image, male, age, _) in enumerate(bar):
         image, male, age = _to(device, image, male, age)
         if on_device: image = augment_batch(image, aug, torch.Generator().manual_seed(
             sample_seed(cfg.seed, epoch, step * env.world_size + env.rank)))
         loss, pred = _train_step(model, image, male, age, optimizer, scheduler, scaler, loss_fn, cfg, dtype)
+        if ema is not None: ema.update_parameters(model)
         sums += torch.stack([loss.double() * len(age), (pred - age).abs().sum().double(), sums.new_tensor(len(age))])
         if (step + 1) % every == 0 or step + 1 == len(loader):
             total = reduce_sums(sums.tolist(), device, env)
@@ -421,9 +432,12 @@ def _write_log(history:list, path:Path):
 # %% ../nbs/06_train.ipynb #7a90a6d3
 _RESUME_KEYS = ("optimizer_state_dict", "scheduler_state_dict", "rng_state", "epoch", "best", "history")
 
-def _restore(ckpt:dict, cfg:TrainConfig, model, optimizer, scheduler, scaler, device)->dict:
+def _restore(ckpt:dict, cfg:TrainConfig, model, optimizer, scheduler, scaler, device, ema=None)->dict:
     "Load a last.pth into a run's objects, with this call's --lr and --weight-decay; return its epoch, best and history."
-    model.load_state_dict(ckpt["model_state_dict"])
+    # with --ema, model_state_dict is the average (what predictions use) and train_state_dict the trained weights
+    model.load_state_dict(ckpt.get("train_state_dict", ckpt["model_state_dict"]))
+    if ema is not None:
+        ema.module.load_state_dict(ckpt["model_state_dict"]); ema.n_averaged.fill_(ckpt.get("ema_updates", 0))
     optimizer.load_state_dict(ckpt["optimizer_state_dict"]); scheduler.load_state_dict(ckpt["scheduler_state_dict"])
     if scaler.is_enabled() and ckpt.get("scaler_state_dict"): scaler.load_state_dict(ckpt["scaler_state_dict"])
     scheduler.base_lrs = [cfg.lr] * len(optimizer.param_groups)
@@ -502,6 +516,12 @@ class _Run:
     scaler: torch.amp.GradScaler
     train_dl: DataLoader
     valid_dl: DataLoader
+    ema: AveragedModel | None = None  # with --ema: the averaged weights
+
+    @property
+    def eval_model(self)->BoneAgeModel:
+        "The weights a run validates and saves: the average with --ema, else the trained ones."
+        return self.ema.module if self.ema is not None else self.model
 
 # %% ../nbs/06_train.ipynb #973afb7a
 _FRESH = dict(epoch=0, best=dict(valid_mae=math.inf, epoch=0), history=[])
@@ -519,11 +539,12 @@ def _build_run(cfg:TrainConfig, env:DistEnv, ckpt:dict|None)->tuple:
     train_dl, valid_dl = make_loaders(cfg, *make_datasets(cfg, train_tab, valid_tab, device, images), env, device)
     dtype = amp_dtype(device, cfg.compute.amp)
     model, optimizer, scheduler, scaler = make_training(cfg, device, dtype, len(train_dl), fresh=ckpt is None)
-    state = _restore(ckpt, cfg, model, optimizer, scheduler, scaler, device) if ckpt else dict(_FRESH)
+    ema = make_ema(model, cfg.ema)
+    state = _restore(ckpt, cfg, model, optimizer, scheduler, scaler, device, ema) if ckpt else dict(_FRESH)
     train_model = DDP(model, device_ids=[device.index] if device.type == "cuda" else None) if env.distributed else model
     if cfg.compute.compile: train_model = torch.compile(train_model)
     return _Run(cfg, env, device, dtype, run_dir(cfg), signature, model, train_model, optimizer, scheduler, scaler,
-                train_dl, valid_dl), state
+                train_dl, valid_dl, ema), state
 
 # %% ../nbs/06_train.ipynb #abe40894
 def _epoch_line(row:dict, epochs:int, improved:bool)->str:
@@ -534,8 +555,9 @@ def _epoch_line(row:dict, epochs:int, improved:bool)->str:
 def _save_epoch(run:_Run, state:dict, improved:bool):
     "Write best.pth (when validation improved), last.pth and log.csv after an epoch."
     meta = dict(train_config=asdict(run.cfg), data=run.signature, **state)
-    if improved: save_checkpoint(run.folder/"best.pth", run.model, **meta)
-    save_checkpoint(run.folder/"last.pth", run.model, optimizer_state_dict=run.optimizer.state_dict(),
+    if improved: save_checkpoint(run.folder/"best.pth", run.eval_model, **meta)
+    if run.ema is not None: meta.update(train_state_dict=run.model.state_dict(), ema_updates=int(run.ema.n_averaged))
+    save_checkpoint(run.folder/"last.pth", run.eval_model, optimizer_state_dict=run.optimizer.state_dict(),
                     scheduler_state_dict=run.scheduler.state_dict(), scaler_state_dict=run.scaler.state_dict(),
                     rng_state=_rng_state(run.device), **meta)
     _write_log(state["history"], run.folder/"log.csv")
@@ -549,8 +571,9 @@ def _epochs(run:_Run, state:dict, stop_after:int|None=None)->dict:
         t0 = time.perf_counter()
         run.train_dl.sampler.set_epoch(epoch)
         row = dict(epoch=epoch + 1, **train_one_epoch(run.train_model, run.train_dl, run.optimizer, run.scheduler,
-                                                      run.scaler, loss_fn, cfg, run.device, run.dtype, env, epoch))
-        row.update(evaluate_loader(run.model, run.valid_dl, run.device, run.dtype, env))
+                                                      run.scaler, loss_fn, cfg, run.device, run.dtype, env, epoch,
+                                                      run.ema))
+        row.update(evaluate_loader(run.eval_model, run.valid_dl, run.device, run.dtype, env))
         row.update(lr=run.optimizer.param_groups[0]["lr"], seconds=time.perf_counter() - t0)
         if not all(torch.isfinite(p).all() for p in run.model.parameters()):
             raise DivergedError(f"weights became non-finite in epoch {epoch + 1}; checkpoints keep the last good epoch")
@@ -585,7 +608,7 @@ def _fit(cfg:TrainConfig, env:DistEnv, ckpt:dict|None, stop_after:int|None=None,
     elif env.is_main and resume: log.info(f"nothing to resume in {run.folder}: starting a fresh run")
     state = _epochs(run, state, stop_after)
     oof = _out_of_fold(run) if cfg.folds and state["epoch"] >= cfg.epochs else None
-    return _summary(run.folder, state, run.model, oof)
+    return _summary(run.folder, state, run.model if oof is not None else run.eval_model, oof)
 
 # %% ../nbs/06_train.ipynb #af5be16b
 def agreement(

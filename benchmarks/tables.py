@@ -369,7 +369,10 @@ def model_text(r: dict) -> str:
     if not f.get("no_use_sex"): parts.append("sex")
     parts.append("linear output" if f.get("output") == "linear" else "240 x sigmoid")
     planned = r.get("epochs_planned", f.get("epochs"))
-    return " + ".join(parts) + f", {f.get('image_size')} px, {planned} epoch{'' if str(planned) == '1' else 's'}"
+    extra = "".join([f", augmentation x{f['aug_strength']}" if f.get("aug_strength") not in (None, "1.0", "1") else "",
+                     f", EMA {f['ema']}" if f.get("ema") not in (None, "0", "0.0") else ""])
+    return (" + ".join(parts) + f", {f.get('image_size')} px, {planned} epoch{'' if str(planned) == '1' else 's'}"
+            + extra)
 
 
 def rerun(r: dict) -> str:
@@ -408,7 +411,8 @@ def rsna100_results() -> str:
         else:  # cut short: the training loop's own validation at the last epoch, no final evaluation
             mae = f"{r['last_epoch_valid_mae']:.2f} at epoch {r['epochs_done']} (no final evaluation)"
             rmse, status = f"{r['last_epoch_valid_rmse']:.2f}", f"<= {target:g}: not reached, run incomplete"
-        rows.append([f"`{r['preset']}` preset", model_text(r), data, machine(r["machine"]), minutes(r), mae, rmse,
+        label = f"`{r['preset']}` preset" + (" (the first cpu recipe)" if r["preset"] == "ablation" else "")
+        rows.append([label, model_text(r), data, machine(r["machine"]), minutes(r), mae, rmse,
                      status, rerun(r)])
     return table(["row", "model", "data", "machine", "training time", "valid MAE (months)", "RMSE", "target",
                   "command"], rows)

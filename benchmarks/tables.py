@@ -369,8 +369,8 @@ def model_text(r: dict) -> str:
     if not f.get("no_use_sex"): parts.append("sex")
     parts.append("linear output" if f.get("output") == "linear" else "240 x sigmoid")
     planned = r.get("epochs_planned", f.get("epochs"))
-    extra = "".join([f", augmentation x{f['aug_strength']}" if f.get("aug_strength") not in (None, "1.0", "1") else "",
-                     f", EMA {f['ema']}" if f.get("ema") not in (None, "0", "0.0") else ""])
+    extra = "".join([f", augmentation x{f['aug_strength']}" if float(f.get("aug_strength", 1)) != 1 else "",
+                     f", EMA {f['ema']}" if float(f.get("ema", 0)) else ""])
     return (" + ".join(parts) + f", {f.get('image_size')} px, {planned} epoch{'' if str(planned) == '1' else 's'}"
             + extra)
 
@@ -455,9 +455,9 @@ def rsna100_search() -> str:
     steps = [("ablation-full-seed0", "the first `cpu` recipe (now the `ablation` preset)"),
              ("search_cpu_128px", "the same at 128 px (1.8x the pixels)"), ("gpu-full-seed0-partial", "the `gpu` preset")]
     # then the tagged attempts (rsna100.py --tag), in the order they ran, and the `cpu` preset they led to
-    tagged = sorted((p for p in RSNA100.glob("search_*.json") if "tag" in json.loads(p.read_text())),
-                    key=lambda p: (json.loads(p.read_text()).get("started", ""), p.name))
-    steps += [(p.stem, json.loads(p.read_text())["note"]) for p in tagged]
+    tagged = sorted((r.get("started", ""), p.stem, r.get("note") or r["tag"])
+                    for p in RSNA100.glob("search_*.json") if "tag" in (r := json.loads(p.read_text())))
+    steps += [(name, note) for _, name, note in tagged]
     if (RSNA100 / "cpu-full-seed0.json").exists(): steps.append(("cpu-full-seed0", "the `cpu` preset"))
     rows = []
     for name, what in steps:

@@ -6,7 +6,7 @@
 from __future__ import annotations
 import math, os
 from csv import Error as _CsvError, reader as _csv_reader
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import NamedTuple
 import numpy as np
@@ -369,8 +369,9 @@ class AugmentConfig:
         "The same augmentation with rotation, shift, zoom, brightness and contrast ranges times `strength` (flips kept)."
         if not 0 <= strength <= 2: raise ValueError(f"augmentation strength must be from 0 to 2, not {strength}")
         lo, hi = self.scale
-        return AugmentConfig(self.rotation * strength, self.translate * strength, (1 - (1 - lo) * strength,
-                             1 + (hi - 1) * strength), self.hflip, self.brightness * strength, self.contrast * strength)
+        return replace(self, rotation=self.rotation * strength, translate=self.translate * strength,
+                       scale=(1 - (1 - lo) * strength, 1 + (hi - 1) * strength),
+                       brightness=self.brightness * strength, contrast=self.contrast * strength)
 
 # %% ../nbs/02_data.ipynb #0bfcc839
 def train_transform(
